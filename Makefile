@@ -1,0 +1,57 @@
+# One command each: `make reproduce PAPER=dim_reduction` and `make test` set themselves up.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PAPER ?=
+SCALE ?= mini
+SEEDS ?=
+PAPERS := $(patsubst papers/%/paper.yaml,%,$(wildcard papers/*/paper.yaml))
+REQS := requirements/constraints.txt requirements/base.txt requirements/dev.txt $(wildcard papers/*/requirements.txt) pyproject.toml
+APT := $(sort $(foreach p,$(PAPERS),$(shell cat papers/$(p)/apt.txt 2>/dev/null)))
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+
+.PHONY: setup reproduce test bench lint list clean check-paper apt
+
+setup: $(VENV)/.installed apt  ## create .venv and install everything (seconds when done)
+
+$(VENV)/.installed: $(REQS)
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt \
+		-r requirements/base.txt -r requirements/dev.txt $(foreach p,$(PAPERS),-r papers/$(p)/requirements.txt)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null \
+		|| $(BIN)/python -m pip install -q --no-deps -e .
+	@touch $@
+
+apt:  ## Debian packages the papers declare in papers/*/apt.txt
+	@missing=""; for p in $(APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else echo "papers need Debian packages; run: sudo apt-get install -y$$missing"; fi; \
+	fi
+
+check-paper:
+	@test -n "$(PAPER)" || { echo "PAPER is required; valid: $(PAPERS)"; exit 2; }
+	@test -f papers/$(PAPER)/paper.yaml || { echo "unknown PAPER=$(PAPER); valid: $(PAPERS)"; exit 2; }
+
+reproduce: check-paper setup  ## make reproduce PAPER=name [SCALE=mini] [SEEDS=0,1]
+	$(BIN)/python -m papers.$(PAPER).reproduce --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) --publish
+
+test: setup  ## unit tests, the contract test over every paper, every paper's smoke scale
+	@$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+bench: check-paper setup  ## speed/memory ratios of one paper: make bench PAPER=name
+	$(BIN)/python -m papers.$(PAPER).bench
+
+lint: setup
+	$(BIN)/ruff check shared papers tests
+	$(BIN)/ruff format --check shared papers tests
+
+list: setup
+	@$(BIN)/python -m papers list
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

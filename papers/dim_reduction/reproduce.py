@@ -1,0 +1,168 @@
+"""Reproduce Fournier & Aloise (2019) at one scale: python -m papers.dim_reduction.reproduce --scale mini
+
+Stages, each cached per (seed, d) in the run folder so an interrupted run resumes:
+  baseline  k-NN on raw pixels
+  pca       PCA at every d, then k-NN
+  isomap    Isomap at every d, then k-NN
+  dae, vae  the autoencoders at cfg.ae.dims (all d when empty), then k-NN
+  report    results.json, tables and figures (always runs)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from papers.dim_reduction import data as datasets
+from papers.dim_reduction.config import METHODS, Config
+from papers.dim_reduction.knn import knn_score
+from papers.dim_reduction.report import write_report
+from shared.cli import parse_reproduce_args
+from shared.config import ConfigError, load_config, to_dict
+from shared.data.errors import CorruptDataError, DatasetNotFoundError
+from shared.progress import get_logger, progress, setup_logging
+from shared.run import Run, content_hash, publish
+from shared.seeding import seed_everything
+
+PAPER_DIR = Path(__file__).resolve().parent
+STAGES = ("baseline", *METHODS, "report")
+log = get_logger("dim_reduction")
+
+Projection = tuple[np.ndarray, np.ndarray, float]
+
+
+def load_paper_meta() -> dict:
+    return yaml.safe_load((PAPER_DIR / "paper.yaml").read_text())
+
+
+def fingerprint(ds: datasets.Dataset) -> str:
+    """Content hash of the data, so a cache never outlives a change of data."""
+    return content_hash(
+        [ds.name, ds.x_train.shape, ds.x_test.shape, float(ds.x_train[::97].sum()), ds.y_train[::13].tolist()]
+    )
+
+
+def score(cfg: Config, z_train: np.ndarray, z_test: np.ndarray, ds: datasets.Dataset, seed: int) -> dict:
+    s = knn_score(
+        z_train, ds.y_train, z_test, ds.y_test, cfg.knn.n_iter, cfg.knn.folds, seed, cfg.knn.backend, cfg.knn.n_jobs
+    )
+    return {"accuracy": s.test_accuracy, "k": s.best_k, "cv_accuracy": s.cv_accuracy}
+
+
+def run_method(run: Run, cfg: Config, method: str, ds: datasets.Dataset, seed: int, fp: str) -> dict[int, dict]:
+    """Accuracy, chosen k and fit time at each d of `method`, one cached unit per d."""
+    from papers.dim_reduction.autoencoders import fit_autoencoder
+    from papers.dim_reduction.reducers import fit_isomap, fit_pca
+
+    dims = cfg.dims_for(method)
+    section = {"pca": None, "isomap": to_dict(cfg.isomap), "dae": to_dict(cfg.ae), "vae": to_dict(cfg.ae)}[method]
+    base_key = {"data": fp, "seed": seed, "knn": to_dict(cfg.knn), "method": method, "cfg": section}
+
+    project: Callable[[int], Projection]
+    if method == "pca":
+        project = lambda d: fit_pca(ds.x_train, ds.x_test, d, seed)  # noqa: E731
+    elif method == "isomap" and not cfg.isomap.refit_per_dim:
+        d_max = max(dims)
+        full = run.cached(
+            "isomap-embedding",
+            {**base_key, "d": d_max},
+            lambda: dict(
+                zip(
+                    ("z_train", "z_test", "fit_s"),
+                    fit_isomap(ds.x_train, ds.y_train, ds.x_test, d_max, cfg.isomap, seed),
+                    strict=True,
+                )
+            ),
+        )
+        project = lambda d: (full["z_train"][:, :d], full["z_test"][:, :d], full["fit_s"])  # noqa: E731
+    elif method == "isomap":
+        project = lambda d: fit_isomap(ds.x_train, ds.y_train, ds.x_test, d, cfg.isomap, seed)  # noqa: E731
+    else:
+
+        def project(d: int) -> Projection:
+            r = fit_autoencoder(method, ds.x_train, ds.y_train, ds.x_test, d, cfg.ae, seed)
+            run.log_metrics(
+                seed=seed, method=method, d=d, epochs=r.epochs, best_epoch=r.best_epoch, best_val_loss=r.best_val_loss
+            )
+            return r.z_train, r.z_test, r.fit_seconds
+
+    def unit(d: int) -> dict:
+        z_train, z_test, fit_s = project(d)
+        return {**score(cfg, z_train, z_test, ds, seed), "fit_s": fit_s}
+
+    curve = {}
+    for d in progress(dims, desc=f"{method} seed {seed}"):
+        curve[d] = run.cached(method, {**base_key, "d": d}, lambda d=d: unit(d))
+        log.info(
+            "%s d=%d seed=%d: accuracy %.5f (k=%d), fit %.2f s",
+            method,
+            d,
+            seed,
+            curve[d]["accuracy"],
+            curve[d]["k"],
+            curve[d]["fit_s"],
+        )
+        run.log_metrics(seed=seed, method=method, d=d, **curve[d])
+    return curve
+
+
+def run_seed(run: Run, cfg: Config, stages: set[str], seed: int) -> dict:
+    seed_everything(seed)
+    ds = datasets.load(cfg.data, seed=0)  # the same data for every seed; seeds vary the methods
+    fp = fingerprint(ds)
+    log.info("%s: train %s, test %s, %d classes", ds.name, ds.x_train.shape, ds.x_test.shape, ds.n_classes)
+    curve: dict = {}
+    if cfg.baseline and "baseline" in stages:
+        with run.stage(f"baseline/seed{seed}"):
+            key = {"data": fp, "seed": seed, "knn": to_dict(cfg.knn)}
+            curve["baseline"] = run.cached("baseline", key, lambda: score(cfg, ds.x_train, ds.x_test, ds, seed))[
+                "accuracy"
+            ]
+            log.info("raw k-NN baseline seed=%d: %.5f", seed, curve["baseline"])
+    for method in cfg.methods:
+        if method in stages:
+            with run.stage(f"{method}/seed{seed}"):
+                curve[method] = run_method(run, cfg, method, ds, seed, fp)
+    return curve
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = parse_reproduce_args(PAPER_DIR, STAGES, argv)
+    try:
+        cfg = load_config(Config, PAPER_DIR / "configs" / f"{args.scale}.yaml", args.overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.seeds:
+        cfg.seeds = args.seeds
+    stages = set(args.stages or STAGES)
+    if args.dry_run:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        print(f"stages: {', '.join(s for s in STAGES if s in stages)}; seeds: {cfg.seeds}")
+        return 0
+    run = Run("dim_reduction", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
+    start = time.perf_counter()
+    try:
+        curves = [run_seed(run, cfg, stages, seed) for seed in cfg.seeds]
+    except (DatasetNotFoundError, CorruptDataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with run.stage("report"):
+        results = write_report(run, cfg, curves, load_paper_meta(), args.command)
+    log.info("done in %.1f s; results in %s", time.perf_counter() - start, run.results_path())
+    if args.publish:
+        publish(run.dir, PAPER_DIR, args.scale, results.figures)
+        from papers.status import update_all_readmes
+
+        update_all_readmes(write=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

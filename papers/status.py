@@ -1,0 +1,49 @@
+"""The status table of all papers (top-level README, `python -m papers list`) from committed results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from papers import PAPERS_DIR, PaperInfo, all_papers
+from shared.report import committed_results, markdown_table, render_paper_results, replace_between_markers
+
+README = PAPERS_DIR.parent / "README.md"
+STATUS_BEGIN, STATUS_END = "<!-- status:begin -->", "<!-- status:end -->"
+
+
+def paper_status(paper: PaperInfo) -> list[str]:
+    results = committed_results(paper.dir)
+    if not results:
+        return [f"[{paper.name}](papers/{paper.name}/)", paper.title, "–", "no committed results"]
+    scales, verdicts = [], []
+    for r in results:
+        scales.append(f"{r.scale} ({r.machine.split(',')[0]})")
+        counts = r.verdict_counts()
+        verdicts.append(f"{r.scale}: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+    return [f"[{paper.name}](papers/{paper.name}/)", paper.title, "; ".join(scales), "; ".join(verdicts)]
+
+
+def render_status_table(papers: list[PaperInfo]) -> str:
+    rows = [paper_status(p) for p in papers]
+    return markdown_table(["paper", "title", "committed scales", "targets"], rows)
+
+
+def update_all_readmes(write: bool) -> list[Path]:
+    """Re-render every generated section; return the files that were (or would be) changed."""
+    changed = []
+    papers = all_papers()
+    for paper in papers:
+        readme = paper.dir / "README.md"
+        old = readme.read_text()
+        new = replace_between_markers(old, render_paper_results(paper.dir))
+        if new != old:
+            changed.append(readme)
+            if write:
+                readme.write_text(new)
+    old = README.read_text()
+    new = replace_between_markers(old, render_status_table(papers), STATUS_BEGIN, STATUS_END)
+    if new != old:
+        changed.append(README)
+        if write:
+            README.write_text(new)
+    return changed

@@ -1,0 +1,1 @@
+"""Thin library every paper uses: configs, run folders, results, reports, data readers, seeding."""

@@ -1,0 +1,96 @@
+"""The command line every paper's reproduce.py shares.
+
+python -m papers.<name>.reproduce --scale mini --seeds 0,1 --stages pca,report --out runs \
+    --set knn.n_iter=20 --dry-run --publish
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.environment import REPO_ROOT
+
+
+@dataclass
+class ReproduceArgs:
+    scale: str
+    seeds: list[int] | None
+    stages: list[str] | None
+    out: Path
+    overrides: list[str]
+    dry_run: bool
+    publish: bool
+    fresh: bool
+    command: str
+
+
+def parse_list(text: str | None, cast=str) -> list | None:
+    """'0,1,2' or '0 1 2' -> [0, 1, 2]; None or '' -> None."""
+    if not text:
+        return None
+    return [cast(part) for part in text.replace(",", " ").split()]
+
+
+def available_scales(paper_dir: Path) -> list[str]:
+    return sorted(p.stem for p in (paper_dir / "configs").glob("*.yaml"))
+
+
+def parse_reproduce_args(paper_dir: Path, stages: Sequence[str], argv: Sequence[str] | None = None) -> ReproduceArgs:
+    """Parse and check the shared flags; an unknown scale or stage names the valid ones."""
+    scales = available_scales(paper_dir)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m papers.{paper_dir.name}.reproduce",
+        description=f"Reproduce {paper_dir.name}: runs the stages of one scale and writes results.json.",
+    )
+    parser.add_argument(
+        "--scale", default="mini", help=f"config in configs/: one of {', '.join(scales)} (default mini)"
+    )
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, overriding the config's")
+    parser.add_argument("--stages", default=None, help=f"comma-separated subset of: {', '.join(stages)}")
+    parser.add_argument("--out", default=str(REPO_ROOT / "runs"), help="root of run folders (default runs/)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set knn.n_iter=20 (repeatable)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and plan, run nothing")
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="copy results.json and figures to the paper's results/<scale>/ and update its README",
+    )
+    parser.add_argument("--fresh", action="store_true", help="ignore cached stage outputs of this run")
+    raw = list(sys.argv[1:] if argv is None else argv)
+    ns = parser.parse_args(raw)
+    if ns.scale not in scales:
+        parser.error(f"unknown scale {ns.scale!r}; valid: {', '.join(scales)}")
+    try:
+        seeds = parse_list(ns.seeds, int)
+    except ValueError:
+        parser.error(f"--seeds must be integers separated by commas, got {ns.seeds!r}")
+    chosen = parse_list(ns.stages)
+    if chosen:
+        unknown = [s for s in chosen if s not in stages]
+        if unknown:
+            parser.error(f"unknown stage(s) {', '.join(unknown)}; valid: {', '.join(stages)}")
+    shown = raw if any(a == "--scale" or a.startswith("--scale=") for a in raw) else ["--scale", ns.scale, *raw]
+    command = f"python -m papers.{paper_dir.name}.reproduce " + " ".join(shlex.quote(a) for a in shown)
+    return ReproduceArgs(
+        scale=ns.scale,
+        seeds=seeds,
+        stages=chosen,
+        out=Path(ns.out),
+        overrides=ns.overrides,
+        dry_run=ns.dry_run,
+        publish=ns.publish,
+        fresh=ns.fresh,
+        command=command.strip(),
+    )

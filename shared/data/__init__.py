@@ -1,0 +1,5 @@
+"""Dataset readers: IDX (MNIST, Fashion-MNIST), CIFAR-10 python batches, scikit-learn's digits."""
+
+from shared.data.errors import CorruptDataError, DatasetNotFoundError
+
+__all__ = ["CorruptDataError", "DatasetNotFoundError"]

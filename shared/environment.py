@@ -1,0 +1,75 @@
+"""What a result was measured on: versions, CPU or GPU, git commit. Goes into every run folder."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "lightning", "transformers", "datasets")
+
+
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """The HEAD commit, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def gpu_names() -> list[str]:
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def machine_summary() -> str:
+    """One line naming the hardware, e.g. '1x NVIDIA H200, 16 CPU cores' or '2-core CPU (...), no GPU'."""
+    cores = os.cpu_count() or 0
+    gpus = gpu_names()
+    if gpus:
+        return f"{len(gpus)}x {gpus[0]}, {cores} CPU cores"
+    return f"{cores}-core {platform.machine()} CPU ({cpu_model()}), no GPU"
+
+
+def describe() -> dict[str, Any]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {
+        "machine": machine_summary(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpus": gpu_names(),
+        "packages": versions,
+        "git_commit": git_commit(),
+        "argv": sys.argv,
+    }

@@ -1,0 +1,42 @@
+"""Progress bars and logging: bars only on a terminal, or never with TQDM_DISABLE=1."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def bars_enabled() -> bool:
+    """True when stderr is a terminal and TQDM_DISABLE is not set."""
+    if os.environ.get("TQDM_DISABLE", "").lower() in {"1", "true", "yes"}:
+        return False
+    return sys.stderr.isatty()
+
+
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, **kwargs) -> Iterator[T]:
+    """Wrap `iterable` in a tqdm bar that stays silent when nobody is watching."""
+    return iter(tqdm(iterable, desc=desc, total=total, disable=not bars_enabled(), leave=False, **kwargs))
+
+
+def setup_logging(level: int | str = logging.INFO) -> None:
+    """Configure the root logger once: timestamps, level, module name, to stderr."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_shared", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+        handler._shared = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(name)

@@ -1,0 +1,186 @@
+"""The results.json schema: every number a README shows, with the paper's value and a verdict.
+
+A target compares one reproduced quantity (mean, std over n seeds) with the paper's value:
+- comparison "within": reproduced when |mean - paper| <= tolerance; when it misses on the better
+  side (`higher_is_better`), the verdict is "better than paper".
+- comparison "at_least" / "at_most": reproduced when mean >= / <= threshold (a claim such as
+  "the autoencoders beat PCA" is a margin that must be at least 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from shared.io import atomic_write_json
+
+SCHEMA = "repro-results/1"
+VERDICTS = ("reproduced", "not reproduced", "better than paper", "not run", "no reference")
+COMPARISONS = ("within", "at_least", "at_most")
+Comparison = Literal["within", "at_least", "at_most"]
+
+
+class ResultsError(ValueError):
+    """A results.json that does not follow the schema."""
+
+
+@dataclass
+class Target:
+    name: str
+    description: str
+    source: str
+    comparison: Comparison = "within"
+    paper: float | None = None
+    tolerance: float | None = None
+    threshold: float | None = None
+    higher_is_better: bool | None = None
+    mean: float | None = None
+    std: float | None = None
+    n: int = 0
+    verdict: str = "not run"
+    note: str = ""
+
+    def judge(self) -> Target:
+        """Set `verdict` from the numbers; returns self."""
+        self.verdict = verdict_for(self)
+        return self
+
+
+def verdict_for(t: Target) -> str:
+    if t.mean is None or t.n == 0 or (isinstance(t.mean, float) and math.isnan(t.mean)):
+        return "not run"
+    if t.comparison == "within":
+        if t.paper is None or t.tolerance is None:
+            return "no reference"
+        diff = t.mean - t.paper
+        if abs(diff) <= t.tolerance + 1e-12:
+            return "reproduced"
+        if t.higher_is_better is not None and (diff > 0) == t.higher_is_better:
+            return "better than paper"
+        return "not reproduced"
+    if t.threshold is None:
+        return "no reference"
+    ok = t.mean >= t.threshold if t.comparison == "at_least" else t.mean <= t.threshold
+    return "reproduced" if ok else "not reproduced"
+
+
+@dataclass
+class Table:
+    """A small table for the README: a title, column names and rows of cells."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class Results:
+    paper: str
+    scale: str
+    command: str
+    seeds: list[int]
+    machine: str
+    created: str
+    git_commit: str
+    targets: list[Target]
+    tables: dict[str, Table] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+    wall_time_s: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    schema: str = SCHEMA
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def write(self, path: str | Path) -> Path:
+        data = self.to_json()
+        validate(data)
+        return atomic_write_json(path, data)
+
+    def verdict_counts(self) -> dict[str, int]:
+        counts = {v: 0 for v in VERDICTS}
+        for t in self.targets:
+            counts[t.verdict] += 1
+        return counts
+
+
+_REQUIRED = {
+    "schema": str,
+    "paper": str,
+    "scale": str,
+    "command": str,
+    "seeds": list,
+    "machine": str,
+    "created": str,
+    "git_commit": str,
+    "targets": list,
+    "tables": dict,
+    "figures": list,
+    "wall_time_s": dict,
+    "notes": list,
+}
+_TARGET_REQUIRED = {"name": str, "description": str, "source": str, "comparison": str, "verdict": str, "n": int}
+_OPTIONAL_NUMBERS = ("paper", "tolerance", "threshold", "mean", "std")
+
+
+def validate(data: dict[str, Any]) -> None:
+    """Raise ResultsError naming the first field that breaks the schema."""
+    for key, typ in _REQUIRED.items():
+        if key not in data:
+            raise ResultsError(f"results: missing key {key!r}")
+        if not isinstance(data[key], typ):
+            raise ResultsError(f"results: {key!r} must be {typ.__name__}, got {type(data[key]).__name__}")
+    if data["schema"] != SCHEMA:
+        raise ResultsError(f"results: schema {data['schema']!r}, expected {SCHEMA!r}")
+    names = set()
+    for i, t in enumerate(data["targets"]):
+        where = f"results: targets[{i}]"
+        for key, typ in _TARGET_REQUIRED.items():
+            if not isinstance(t.get(key), typ):
+                raise ResultsError(f"{where}: {key!r} must be {typ.__name__}")
+        if t["name"] in names:
+            raise ResultsError(f"{where}: duplicate target name {t['name']!r}")
+        names.add(t["name"])
+        if t["verdict"] not in VERDICTS:
+            raise ResultsError(f"{where}: verdict {t['verdict']!r}; valid: {', '.join(VERDICTS)}")
+        if t["comparison"] not in COMPARISONS:
+            raise ResultsError(f"{where}: comparison {t['comparison']!r}; valid: {', '.join(COMPARISONS)}")
+        for key in _OPTIONAL_NUMBERS:
+            v = t.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ResultsError(f"{where}: {key!r} must be a number or null")
+        if verdict_for(_target_from(t)) != t["verdict"]:
+            raise ResultsError(f"{where}: verdict {t['verdict']!r} does not follow from its numbers")
+    for name, table in data["tables"].items():
+        if not isinstance(table, dict) or set(table) != {"title", "columns", "rows"}:
+            raise ResultsError(f"results: tables[{name!r}] must have exactly title, columns, rows")
+        width = len(table["columns"])
+        for r, row in enumerate(table["rows"]):
+            if len(row) != width:
+                raise ResultsError(f"results: tables[{name!r}] row {r} has {len(row)} cells, expected {width}")
+
+
+def _target_from(data: dict[str, Any]) -> Target:
+    fields = {f.name for f in dataclasses.fields(Target)}
+    return Target(**{k: v for k, v in data.items() if k in fields})
+
+
+def load(path: str | Path) -> Results:
+    """Read and validate a results.json."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read results: {exc}") from exc
+    try:
+        validate(data)
+    except ResultsError as exc:
+        raise ResultsError(f"{path}: {exc}") from None
+    data = dict(data)
+    data["targets"] = [_target_from(t) for t in data["targets"]]
+    data["tables"] = {k: Table(**v) for k, v in data["tables"].items()}
+    return Results(**data)

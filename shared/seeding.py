@@ -1,0 +1,26 @@
+"""One call to make a run repeatable: same seed, same numbers on CPU."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import numpy as np
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generator:
+    """Seed Python, NumPy and (if imported) torch; return a NumPy Generator for explicit use.
+
+    torch is only touched when a paper has imported it, so shared/ stays usable without it.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return np.random.default_rng(seed)
