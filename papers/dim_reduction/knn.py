@@ -20,6 +20,9 @@ import numpy as np
 from sklearn.model_selection import ParameterSampler, StratifiedKFold
 from sklearn.neighbors import NearestNeighbors
 
+# Exact search either way; a k-d tree is much faster for very few dimensions, brute force above.
+KD_TREE_MAX_DIM = 7
+
 
 def k_range(n_train: int) -> list[int]:
     """The paper's candidate k: 1 .. int(sqrt(n_train)) - 1."""
@@ -47,7 +50,8 @@ def neighbors(
     if k > len(reference):
         raise ValueError(f"k={k} exceeds the {len(reference)} reference samples")
     if backend == "sklearn":
-        nn = NearestNeighbors(n_neighbors=k, n_jobs=n_jobs).fit(reference)
+        algorithm = "kd_tree" if reference.shape[1] <= KD_TREE_MAX_DIM else "brute"
+        nn = NearestNeighbors(n_neighbors=k, algorithm=algorithm, n_jobs=n_jobs).fit(reference)
         return nn.kneighbors(query, return_distance=False)
     if backend == "torch":
         return _torch_neighbors(reference, query, k)

@@ -1,0 +1,109 @@
+"""Launch scripts for full scale: an sbatch script that sets up the repo's environment and runs a
+paper's reproduce under srun. Multi-GPU papers read WORLD_SIZE etc. through Lightning's SLURM support.
+
+python -m shared.launch slurm --paper dim_reduction --scale full --gpus 1 [--array full,full_mnist]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import dataclass
+
+from papers import UnknownPaperError, get_paper
+
+TEMPLATE = """#!/bin/bash
+#SBATCH --job-name={job}
+#SBATCH --nodes={nodes}
+#SBATCH --ntasks-per-node={gpus}
+#SBATCH --gpus-per-node={gpus}
+#SBATCH --cpus-per-task={cpus}
+#SBATCH --mem={mem}
+#SBATCH --time={time}
+#SBATCH --output=runs/slurm/%x-%A_%a.out
+{array_line}
+set -euo pipefail
+cd {repo}
+make setup
+export TQDM_DISABLE=1 PYTHONUNBUFFERED=1
+{scale_line}
+srun .venv/bin/python -m papers.{paper}.reproduce --scale "$SCALE" {extra}
+"""
+
+
+@dataclass
+class SlurmJob:
+    paper: str
+    scale: str = "full"
+    gpus: int = 1
+    nodes: int = 1
+    cpus: int = 8
+    mem: str = "64G"
+    time: str = "24:00:00"
+    array: list[str] | None = None
+    repo: str = "$SLURM_SUBMIT_DIR"
+    extra: str = "--publish"
+
+
+def render_slurm(job: SlurmJob) -> str:
+    """The sbatch script for `job`; with `array`, one task per scale name."""
+    paper = get_paper(job.paper)
+    scales = job.array or [job.scale]
+    known = {p.stem for p in (paper.dir / "configs").glob("*.yaml")}
+    unknown = [s for s in scales if s not in known]
+    if unknown:
+        raise ValueError(f"{job.paper}: unknown scale(s) {unknown}; valid: {', '.join(sorted(known))}")
+    if job.array:
+        array_line = f"#SBATCH --array=0-{len(scales) - 1}"
+        scale_line = f"SCALES=({' '.join(scales)}); SCALE=${{SCALES[$SLURM_ARRAY_TASK_ID]}}"
+    else:
+        array_line, scale_line = "", f"SCALE={shlex.quote(job.scale)}"
+    return TEMPLATE.format(
+        job=f"{job.paper}-{job.scale if not job.array else 'array'}",
+        nodes=job.nodes,
+        gpus=job.gpus,
+        cpus=job.cpus,
+        mem=job.mem,
+        time=job.time,
+        array_line=array_line,
+        repo=job.repo,
+        scale_line=scale_line,
+        paper=job.paper,
+        extra=job.extra,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.launch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    slurm = sub.add_parser("slurm", help="print an sbatch script")
+    slurm.add_argument("--paper", required=True)
+    slurm.add_argument("--scale", default="full")
+    slurm.add_argument("--gpus", type=int, default=1)
+    slurm.add_argument("--nodes", type=int, default=1)
+    slurm.add_argument("--cpus", type=int, default=8)
+    slurm.add_argument("--mem", default="64G")
+    slurm.add_argument("--time", default="24:00:00")
+    slurm.add_argument("--array", default=None, help="comma-separated scales, one array task each")
+    args = parser.parse_args(argv)
+    job = SlurmJob(
+        args.paper,
+        args.scale,
+        args.gpus,
+        args.nodes,
+        args.cpus,
+        args.mem,
+        args.time,
+        args.array.split(",") if args.array else None,
+    )
+    try:
+        print(render_slurm(job), end="")
+    except (UnknownPaperError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from shared.cli import parse_list, parse_reproduce_args
+from shared.io import atomic_write_json
+from shared.metrics import accuracy, mean_std
+from shared.seeding import seed_everything
+
+
+def test_accuracy_and_mean_std_match_hand_values():
+    assert accuracy(np.array([1, 2, 3, 4]), np.array([1, 0, 3, 0])) == 0.5
+    assert mean_std([1.0, 3.0]) == (2.0, 1.0, 2)  # population std, as np.std and the papers
+    with pytest.raises(ValueError, match="shapes differ"):
+        accuracy(np.zeros(2), np.zeros(3))
+
+
+def test_seeding_repeats_numpy_and_torch():
+    torch = pytest.importorskip("torch")
+    a = (seed_everything(3).random(3), np.random.rand(2), torch.rand(2))
+    b = (seed_everything(3).random(3), np.random.rand(2), torch.rand(2))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and torch.equal(a[2], b[2])
+
+
+def test_atomic_write_json(tmp_path):
+    path = atomic_write_json(tmp_path / "sub" / "x.json", {"a": 1})
+    assert path.read_text() == '{\n  "a": 1\n}\n' and [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_cli_parsing_and_errors(tmp_path, capsys):
+    (tmp_path / "configs").mkdir()
+    for name in ("mini", "smoke"):
+        (tmp_path / "configs" / f"{name}.yaml").write_text("")
+    args = parse_reproduce_args(tmp_path, ["a", "b"], ["--seeds", "0,1", "--stages", "b", "--set", "x=1"])
+    assert args.scale == "mini" and args.seeds == [0, 1] and args.stages == ["b"] and args.overrides == ["x=1"]
+    assert args.command.endswith("--scale mini --seeds 0,1 --stages b --set x=1")
+    assert parse_list("1 2,3", int) == [1, 2, 3] and parse_list("") is None
+    with pytest.raises(SystemExit):
+        parse_reproduce_args(tmp_path, ["a"], ["--scale", "huge"])
+    assert "unknown scale 'huge'; valid: mini, smoke" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_reproduce_args(tmp_path, ["a"], ["--stages", "zzz"])
+    assert "unknown stage(s) zzz; valid: a" in capsys.readouterr().err

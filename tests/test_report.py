@@ -1,0 +1,52 @@
+import pytest
+
+from shared.report import fmt, line_plot, markdown_table, render_results, replace_between_markers
+from shared.results import Results, Table, Target
+
+
+def test_fmt_and_markdown_table():
+    assert fmt(0.123456) == "0.1235" and fmt(None) == "–" and fmt(3) == "3" and fmt(123456.0) == "1.235e+05"
+    assert markdown_table(["a", "b"], [[1, 0.5]]) == "| a | b |\n|---|---|\n| 1 | 0.5000 |"
+
+
+def test_replace_between_markers():
+    text = "head\n<!-- results:begin -->\nold\n<!-- results:end -->\ntail"
+    assert replace_between_markers(text, "new") == "head\n<!-- results:begin -->\nnew\n<!-- results:end -->\ntail"
+    with pytest.raises(ValueError, match="markers"):
+        replace_between_markers("no markers", "x")
+
+
+def test_render_results_shows_every_target_and_table():
+    res = Results(
+        paper="p",
+        scale="mini",
+        command="python -m papers.p.reproduce --scale mini",
+        seeds=[0],
+        machine="m",
+        created="now",
+        git_commit="abcdef1234567890",
+        targets=[
+            Target("t1", "accuracy", "Table 1", paper=0.9, tolerance=0.01, mean=0.905, n=1).judge(),
+            Target("t2", "margin", "Fig. 2", comparison="at_least", threshold=0.0).judge(),
+        ],
+        tables={"acc": Table("Accuracy", ["d", "ours"], [[1, 0.5]])},
+        figures=["plot.png"],
+        wall_time_s={"a": 1.0, "b": 2.0},
+    )
+    text = render_results(res, "results/mini/")
+    assert "1 reproduced, 1 not run" in text and "0.9000 ± 0.0100" in text and "≥ 0.0000" in text
+    assert "**Accuracy**" in text and "![plot.png](results/mini/plot.png)" in text and "3.0 s" in text
+
+
+def test_line_plot_writes_png(tmp_path):
+    path = line_plot(
+        tmp_path / "p.png",
+        {"PCA": ([1, 2], [0.5, 0.6], [0.01, 0.02])},
+        "t",
+        "x",
+        "y",
+        reference={"PCA (paper)": ([1, 2], [0.55, 0.65])},
+        hlines={"base": 0.7},
+        logy=True,
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

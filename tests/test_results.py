@@ -1,0 +1,87 @@
+import json
+
+import pytest
+
+from shared.results import Results, ResultsError, Table, Target, load, validate, verdict_for
+
+
+def target(**kw) -> Target:
+    return Target(name="t", description="d", source="s", **kw)
+
+
+@pytest.mark.parametrize(
+    "kw, verdict",
+    [
+        (dict(paper=0.85, tolerance=0.005, mean=0.853, n=1), "reproduced"),
+        (dict(paper=0.85, tolerance=0.005, mean=0.855, n=1), "reproduced"),  # edge is inside
+        (dict(paper=0.85, tolerance=0.005, mean=0.86, n=1), "not reproduced"),
+        (dict(paper=0.85, tolerance=0.005, mean=0.86, n=1, higher_is_better=True), "better than paper"),
+        (dict(paper=0.85, tolerance=0.005, mean=0.84, n=1, higher_is_better=True), "not reproduced"),
+        (dict(paper=0.85, tolerance=0.005, mean=0.84, n=1, higher_is_better=False), "better than paper"),
+        (dict(paper=0.85, tolerance=0.005), "not run"),
+        (dict(paper=None, tolerance=0.005, mean=0.8, n=1), "no reference"),
+        (dict(comparison="at_least", threshold=0.0, mean=0.01, n=2), "reproduced"),
+        (dict(comparison="at_least", threshold=0.0, mean=-0.01, n=2), "not reproduced"),
+        (dict(comparison="at_most", threshold=0.005, mean=0.004, n=1), "reproduced"),
+        (dict(comparison="at_most", threshold=0.005, mean=0.006, n=1), "not reproduced"),
+    ],
+)
+def test_verdicts(kw, verdict):
+    assert verdict_for(target(**kw)) == verdict
+
+
+def make_results() -> Results:
+    return Results(
+        paper="p",
+        scale="mini",
+        command="cmd",
+        seeds=[0],
+        machine="m",
+        created="now",
+        git_commit="abc",
+        targets=[target(paper=1.0, tolerance=0.1, mean=1.05, n=1).judge()],
+        tables={"t": Table("title", ["a", "b"], [[1, 2]])},
+    )
+
+
+def test_write_load_round_trip(tmp_path):
+    path = make_results().write(tmp_path / "results.json")
+    back = load(path)
+    assert back.targets[0].verdict == "reproduced" and back.tables["t"].rows == [[1, 2]]
+    assert back.to_json() == make_results().to_json()
+
+
+def test_validate_rejects_inconsistent_verdict(tmp_path):
+    data = make_results().to_json()
+    data["targets"][0]["verdict"] = "not reproduced"
+    with pytest.raises(ResultsError, match="does not follow from its numbers"):
+        validate(data)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match="r.json"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.pop("seeds"), "missing key 'seeds'"),
+        (lambda d: d["targets"][0].update(verdict="great"), "verdict 'great'"),
+        (lambda d: d["targets"].append(dict(d["targets"][0])), "duplicate target name"),
+        (lambda d: d["tables"]["t"]["rows"].append([1]), "row 1 has 1 cells, expected 2"),
+        (lambda d: d["targets"][0].update(mean="high"), "'mean' must be a number"),
+    ],
+)
+def test_validate_names_the_fault(mutate, message):
+    data = make_results().to_json()
+    mutate(data)
+    with pytest.raises(ResultsError, match=message):
+        validate(data)
+
+
+def test_write_refuses_invalid_and_leaves_nothing(tmp_path):
+    res = make_results()
+    res.targets[0].verdict = "not reproduced"
+    with pytest.raises(ResultsError):
+        res.write(tmp_path / "results.json")
+    assert list(tmp_path.iterdir()) == []
