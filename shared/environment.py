@@ -16,7 +16,12 @@ _PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "lightning", "transforme
 
 
 def git_commit(root: Path = REPO_ROOT) -> str:
-    """The HEAD commit, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    """The HEAD commit, with '+dirty' when tracked files differ from it; 'unknown' outside git.
+
+    $REPRO_GIT_COMMIT names it where the tree was copied without .git (a lent GPU machine).
+    """
+    if os.environ.get("REPRO_GIT_COMMIT"):
+        return os.environ["REPRO_GIT_COMMIT"]
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True

@@ -87,14 +87,22 @@ class Run:
         Values are arrays or scalars (int, float, str); the file is written atomically, so an
         interrupted run never leaves a cache entry that looks complete.
         """
-        path = self.cache_dir / f"{stage}-{content_hash(key)}.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as data:
-                return {k: (data[k].item() if data[k].ndim == 0 else data[k]) for k in data.files}
-        value = compute()
-        buf = _npz_bytes(value)
-        atomic_write_bytes(path, buf)
+        value = self.lookup(stage, key)
+        if value is None:
+            value = compute()
+            atomic_write_bytes(self._cache_path(stage, key), _npz_bytes(value))
         return value
+
+    def lookup(self, stage: str, key: Any) -> CacheValue | None:
+        """The cached value of (stage, key), or None when it was never computed."""
+        path = self._cache_path(stage, key)
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            return {k: (data[k].item() if data[k].ndim == 0 else data[k]) for k in data.files}
+
+    def _cache_path(self, stage: str, key: Any) -> Path:
+        return self.cache_dir / f"{stage}-{content_hash(key)}.npz"
 
     def results_path(self) -> Path:
         return self.dir / "results.json"

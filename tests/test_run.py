@@ -62,3 +62,10 @@ def test_publish_copies_results_and_figures(tmp_path):
     atomic_write_text(run_dir / "plot.png", "png")
     dest = publish(run_dir, paper_dir, "mini", ["plot.png"])
     assert sorted(p.name for p in dest.iterdir()) == ["plot.png", "results.json"]
+
+
+def test_lookup_reads_only_what_was_computed(tmp_path):
+    run = Run("p", "mini", {}, [0], root=tmp_path)
+    assert run.lookup("s", {"d": 1}) is None
+    run.cached("s", {"d": 1}, lambda: {"acc": 0.5})
+    assert run.lookup("s", {"d": 1}) == {"acc": 0.5} and run.lookup("s", {"d": 2}) is None

@@ -59,16 +59,19 @@ def neighbors(
 
 
 def _torch_neighbors(reference: np.ndarray, query: np.ndarray, k: int, chunk: int = 4096) -> np.ndarray:
-    """Brute-force float64 neighbours with torch, on the GPU when there is one."""
+    """Brute-force float64 neighbours with torch, on the GPU when there is one.
+
+    Distances are taken from the coordinate differences, not |q|^2 - 2 q.r + |r|^2, whose
+    cancellation error could reorder near-equal neighbours relative to scikit-learn.
+    """
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ref = torch.as_tensor(reference, dtype=torch.float64, device=device)
-    ref_sq = (ref * ref).sum(1)
     out = []
     for start in range(0, len(query), chunk):
         q = torch.as_tensor(query[start : start + chunk], dtype=torch.float64, device=device)
-        dist = ref_sq[None, :] - 2.0 * (q @ ref.T)  # |q|^2 is constant per row: not needed to rank
+        dist = torch.cdist(q, ref, compute_mode="donot_use_mm_for_euclid_dist")
         out.append(torch.topk(dist, k, dim=1, largest=False, sorted=True).indices.cpu())
     return torch.cat(out).numpy()
 

@@ -6,6 +6,8 @@ Stages, each cached per (seed, d) in the run folder so an interrupted run resume
   isomap    Isomap at every d, then k-NN
   dae, vae  the autoencoders at cfg.ae.dims (all d when empty), then k-NN
   report    results.json, tables and figures (always runs)
+A stage left out of --stages still contributes what an earlier run cached: `--stages report`
+renders whatever has been computed so far, without computing anything.
 """
 
 from __future__ import annotations
@@ -54,8 +56,13 @@ def score(cfg: Config, z_train: np.ndarray, z_test: np.ndarray, ds: datasets.Dat
     return {"accuracy": s.test_accuracy, "k": s.best_k, "cv_accuracy": s.cv_accuracy}
 
 
-def run_method(run: Run, cfg: Config, method: str, ds: datasets.Dataset, seed: int, fp: str) -> dict[int, dict]:
-    """Accuracy, chosen k and fit time at each d of `method`, one cached unit per d."""
+def run_method(
+    run: Run, cfg: Config, method: str, ds: datasets.Dataset, seed: int, fp: str, compute: bool = True
+) -> dict[int, dict]:
+    """Accuracy, chosen k and fit time at each d of `method`, one cached unit per d.
+
+    With compute=False only the units already cached are returned.
+    """
     from papers.dim_reduction.autoencoders import fit_autoencoder
     from papers.dim_reduction.reducers import fit_isomap, fit_pca
 
@@ -66,7 +73,7 @@ def run_method(run: Run, cfg: Config, method: str, ds: datasets.Dataset, seed: i
     project: Callable[[int], Projection]
     if method == "pca":
         project = lambda d: fit_pca(ds.x_train, ds.x_test, d, seed)  # noqa: E731
-    elif method == "isomap" and not cfg.isomap.refit_per_dim:
+    elif method == "isomap" and not cfg.isomap.refit_per_dim and compute:
         d_max = max(dims)
         full = run.cached(
             "isomap-embedding",
@@ -97,6 +104,11 @@ def run_method(run: Run, cfg: Config, method: str, ds: datasets.Dataset, seed: i
 
     curve = {}
     for d in progress(dims, desc=f"{method} seed {seed}"):
+        if not compute:
+            found = run.lookup(method, {**base_key, "d": d})
+            if found is not None:
+                curve[d] = found
+            continue
         curve[d] = run.cached(method, {**base_key, "d": d}, lambda d=d: unit(d))
         log.info(
             "%s d=%d seed=%d: accuracy %.5f (k=%d), fit %.2f s",
@@ -117,17 +129,22 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int) -> dict:
     fp = fingerprint(ds)
     log.info("%s: train %s, test %s, %d classes", ds.name, ds.x_train.shape, ds.x_test.shape, ds.n_classes)
     curve: dict = {}
-    if cfg.baseline and "baseline" in stages:
-        with run.stage(f"baseline/seed{seed}"):
-            key = {"data": fp, "seed": seed, "knn": to_dict(cfg.knn)}
-            curve["baseline"] = run.cached("baseline", key, lambda: score(cfg, ds.x_train, ds.x_test, ds, seed))[
-                "accuracy"
-            ]
-            log.info("raw k-NN baseline seed=%d: %.5f", seed, curve["baseline"])
+    if cfg.baseline:
+        key = {"data": fp, "seed": seed, "knn": to_dict(cfg.knn)}
+        if "baseline" in stages:
+            with run.stage(f"baseline/seed{seed}"):
+                found = run.cached("baseline", key, lambda: score(cfg, ds.x_train, ds.x_test, ds, seed))
+            log.info("raw k-NN baseline seed=%d: %.5f", seed, found["accuracy"])
+        else:
+            found = run.lookup("baseline", key)
+        if found is not None:
+            curve["baseline"] = found["accuracy"]
     for method in cfg.methods:
         if method in stages:
             with run.stage(f"{method}/seed{seed}"):
                 curve[method] = run_method(run, cfg, method, ds, seed, fp)
+        elif cached := run_method(run, cfg, method, ds, seed, fp, compute=False):
+            curve[method] = cached
     return curve
 
 
