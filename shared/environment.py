@@ -45,8 +45,13 @@ def cpu_model() -> str:
 
 
 def gpu_names() -> list[str]:
-    torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available():
+    """CUDA devices torch can see. torch is imported here when installed: a stage that has not
+    imported it yet (a report-only rerun) must still name the GPU the results came from."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
         return []
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 

@@ -40,3 +40,23 @@ def test_cli_parsing_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_reproduce_args(tmp_path, ["a"], ["--stages", "zzz"])
     assert "unknown stage(s) zzz; valid: a" in capsys.readouterr().err
+
+
+def test_machine_summary_names_the_gpu_even_before_torch_is_used(monkeypatch):
+    import types
+
+    from shared import environment
+
+    cuda = types.SimpleNamespace(
+        is_available=lambda: True, device_count=lambda: 1, get_device_name=lambda i: "Fake H200"
+    )
+    monkeypatch.setitem(__import__("sys").modules, "torch", types.SimpleNamespace(cuda=cuda))
+    assert environment.gpu_names() == ["Fake H200"]
+    assert environment.machine_summary().startswith("1x Fake H200, ")
+
+
+def test_git_commit_can_be_named_by_the_environment(monkeypatch):
+    from shared import environment
+
+    monkeypatch.setenv("REPRO_GIT_COMMIT", "abc123")
+    assert environment.git_commit() == "abc123"

@@ -3,7 +3,7 @@
 Both run in the same process on the same data and candidate k (the same ParameterSampler draw),
 so the comparison is a ratio: it must choose the same k, reach the same CV and test accuracy, and
 be at least 10x faster. Data: a stratified Fashion-MNIST subset when the Debian package is there,
-else scikit-learn's digits. Writes runs/dim_reduction/bench/bench.json and prints a table.
+else scikit-learn's digits. Writes papers/dim_reduction/results/bench.json and prints a table.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from papers.dim_reduction import data as datasets
 from papers.dim_reduction.config import DataConfig
 from papers.dim_reduction.knn import k_range, knn_score
 from shared.data.errors import DatasetNotFoundError
-from shared.environment import REPO_ROOT, machine_summary
+from shared.environment import machine_summary
 from shared.io import atomic_write_json
 from shared.report import markdown_table
 
 TARGET_SPEEDUP = 10.0
+PAPER_DIR = Path(__file__).resolve().parent
 
 
 def sklearn_search(x_tr, y_tr, x_te, y_te, n_iter: int, seed: int) -> tuple[int, float, float, np.ndarray]:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dims", default="5,20", help="PCA dimensions to compare at")
     parser.add_argument("--n-iter", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO_ROOT / "runs" / "dim_reduction" / "bench" / "bench.json"))
+    parser.add_argument("--out", default=str(PAPER_DIR / "results" / "bench.json"))
     args = parser.parse_args(argv)
     ds = load_bench_data(args.train_size, args.test_size)
     rows, cases = [], []
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "PCA d",
         "k ours / sklearn",
         "test acc ours / sklearn",
-        "max |Δ cv score|",
+        "max Δ cv score",
         "s ours",
         "s sklearn",
         "speedup",

@@ -21,7 +21,7 @@ from sklearn.model_selection import ParameterSampler, StratifiedKFold
 from sklearn.neighbors import NearestNeighbors
 
 # Exact search either way; a k-d tree is much faster for very few dimensions, brute force above.
-KD_TREE_MAX_DIM = 7
+KD_TREE_MAX_DIM = 9
 
 
 def k_range(n_train: int) -> list[int]:

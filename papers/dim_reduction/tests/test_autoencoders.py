@@ -30,7 +30,8 @@ def test_architecture_follows_the_paper():
     assert all(torch.count_nonzero(m.bias) == 0 for m in linears)  # Keras zero bias init
     bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     assert len(bn) == 6 and bn[0].eps == 1e-3 and bn[0].momentum == pytest.approx(0.01)
-    out = model.decoder(model.project(torch.rand(4, 784)))
+    with torch.no_grad():
+        out = model.decoder(model.project(torch.rand(4, 784)))
     assert out.shape == (4, 784) and float(out.min()) >= 0 and float(out.max()) <= 1
 
 

@@ -69,7 +69,8 @@ def test_isomap_sliced_embedding_equals_a_smaller_fit():
     cfg = IsomapConfig(fit_size=400, eigen_solver="dense")
     big, _, _ = fit_isomap(ds.x_train, ds.y_train, ds.x_test, 5, cfg, seed=0)
     small, _, _ = fit_isomap(ds.x_train, ds.y_train, ds.x_test, 2, cfg, seed=0)
-    np.testing.assert_allclose(np.abs(big[:, :2]), np.abs(small), atol=1e-8)  # eigenvectors up to sign
+    # eigenvectors up to sign; the embedding is float32 (as the input), hence float32 precision
+    np.testing.assert_allclose(np.abs(big[:, :2]), np.abs(small), rtol=1e-5, atol=1e-6)
 
 
 def test_targets_from_synthetic_curves():
@@ -80,7 +81,7 @@ def test_targets_from_synthetic_curves():
         for d, a in zip(ref["dims"], ref["pca"]["accuracy"], strict=True)
     }
     curve = {
-        "baseline": 0.85,
+        "baseline": 0.852,
         "pca": pca,
         "dae": {1: {"accuracy": 0.6, "fit_s": 100.0, "k": 5}, 5: {"accuracy": 0.74, "fit_s": 80.0, "k": 5}},
     }
