@@ -30,14 +30,21 @@ def fmt(value: Any, digits: int = 4) -> str:
             return "–"
         if value != 0 and (abs(value) >= 1e4 or abs(value) < 10**-digits):
             return f"{value:.{digits - 1}e}"
+        if abs(value) >= 100:
+            return f"{value:.1f}"
         return f"{value:.{digits}f}"
     return str(value)
 
 
+def cell(value: Any) -> str:
+    """A table cell: formatted, with any '|' escaped so it cannot split the row."""
+    return fmt(value).replace("|", "\\|")
+
+
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "| " + " | ".join(columns) + " |"
+    head = "| " + " | ".join(cell(c) for c in columns) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    body = ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join([head, sep, *body])
 
 

@@ -6,6 +6,7 @@ from shared.results import Results, Table, Target
 
 def test_fmt_and_markdown_table():
     assert fmt(0.123456) == "0.1235" and fmt(None) == "–" and fmt(3) == "3" and fmt(123456.0) == "1.235e+05"
+    assert fmt(383.31) == "383.3"
     assert markdown_table(["a", "b"], [[1, 0.5]]) == "| a | b |\n|---|---|\n| 1 | 0.5000 |"
 
 
@@ -50,3 +51,7 @@ def test_line_plot_writes_png(tmp_path):
         logy=True,
     )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pipes_in_cells_are_escaped():
+    assert markdown_table(["x"], [["max |a − b|"]]).splitlines()[2] == "| max \\|a − b\\| |"

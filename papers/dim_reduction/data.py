@@ -55,11 +55,18 @@ def _data_dir(cfg: DataConfig) -> Path:
 
 def _load_hf(cfg: DataConfig) -> tuple[np.ndarray, ...]:
     """Standard splits through HF datasets (the real hub id lives in the full config)."""
-    from datasets import load_dataset
-
     if not cfg.hf_id:
         raise DatasetNotFoundError(f"{cfg.dataset}: data.source=hf needs data.hf_id")
-    ds = load_dataset(cfg.hf_id)
+    from datasets import load_dataset
+
+    try:
+        ds = load_dataset(cfg.hf_id)
+    except Exception as exc:  # offline, unknown id, no cache: all end the same way for the user
+        raise DatasetNotFoundError(
+            f"{cfg.dataset}: HF datasets could not load {cfg.hf_id!r} ({type(exc).__name__}: {exc}). "
+            f"It needs a network or a local HF cache (HF_DATASETS_OFFLINE=1 forbids downloads). "
+            f"{HOW_TO_GET[cfg.dataset]}"
+        ) from exc
     image_key = next(k for k in ("image", "img") if k in ds["train"].column_names)
     out = []
     for split in ("train", "test"):

@@ -96,3 +96,12 @@ def test_targets_from_synthetic_curves():
     assert got["dae_minus_pca_low_d"].verdict == "not reproduced"
     assert got["ae_over_pca_fit_time"].mean == pytest.approx(160.0)
     assert got["vae_acc_d5"].verdict == "not run" and got["isomap_acc_d39"].verdict == "not run"
+
+
+def test_hf_source_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DatasetNotFoundError, match="HF datasets could not load 'ylecun/mnist'.*MNIST IDX files"):
+        datasets.load(DataConfig("mnist", source="hf", hf_id="ylecun/mnist"))
+    with pytest.raises(DatasetNotFoundError, match="needs data.hf_id"):
+        datasets.load(DataConfig("cifar10", source="hf"))
