@@ -60,3 +60,12 @@ def test_git_commit_can_be_named_by_the_environment(monkeypatch):
 
     monkeypatch.setenv("REPRO_GIT_COMMIT", "abc123")
     assert environment.git_commit() == "abc123"
+
+
+def test_progress_bars_are_silent_when_disabled(monkeypatch, capsys):
+    from shared.progress import bars_enabled, progress
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert not bars_enabled()
+    assert list(progress(range(3), desc="x")) == [0, 1, 2]
+    assert capsys.readouterr().err == ""

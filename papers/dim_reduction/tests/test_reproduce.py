@@ -35,3 +35,16 @@ def test_dry_run_prints_the_resolved_config(tmp_path, capsys):
     assert main(["--scale", "mini", "--dry-run", "--seeds", "3,4", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "dataset: fashion_mnist" in out and "seeds: [3, 4]" in out and not any(tmp_path.iterdir())
+
+
+def test_same_seed_same_numbers(tmp_path):
+    """Two fresh smoke runs (every method, the AEs included) give identical results on CPU."""
+    out = []
+    for name in ("a", "b"):
+        assert main(["--scale", "smoke", "--out", str(tmp_path / name)]) == 0
+        out.append(results_of(tmp_path / name))
+    for key in ("accuracy", "k"):
+        assert out[0]["tables"][key] == out[1]["tables"][key]
+    table = out[0]["tables"]["accuracy"]
+    assert table["columns"] == ["d", "PCA", "Isomap", "DAE", "VAE"]  # every method ran
+    assert table["rows"][0][0] == 2 and "–" not in table["rows"][0]
