@@ -149,8 +149,8 @@ def line_plot(
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
     for label, (x, y) in (reference or {}).items():
         ax.plot(x, y, ls="--", lw=1, color=colors.get(label.split(" ")[0], "gray"), label=f"{label}")
-    for label, y in (hlines or {}).items():
-        ax.axhline(y, ls=":", color="black", lw=1, label=label)
+    for i, (label, y) in enumerate((hlines or {}).items()):
+        ax.axhline(y, ls=(":", "-.", "--")[i % 3], color=("black", "dimgray", "gray")[i % 3], lw=1, label=label)
     if logy:
         ax.set_yscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -24,3 +26,18 @@ def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generato
             torch.use_deterministic_algorithms(True, warn_only=True)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return np.random.default_rng(seed)
+
+
+@contextmanager
+def numpy_global_seed(seed: int) -> Iterator[None]:
+    """Run a block with NumPy's global RNG seeded, then put the previous state back.
+
+    For library code that draws from the global RNG and takes no random_state (scikit-learn's
+    Isomap seeds ARPACK's start vector that way), so its result does not depend on what ran before.
+    """
+    state = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)

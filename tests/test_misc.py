@@ -69,3 +69,16 @@ def test_progress_bars_are_silent_when_disabled(monkeypatch, capsys):
     assert not bars_enabled()
     assert list(progress(range(3), desc="x")) == [0, 1, 2]
     assert capsys.readouterr().err == ""
+
+
+def test_numpy_global_seed_is_scoped():
+    from shared.seeding import numpy_global_seed
+
+    np.random.seed(1)
+    outside = np.random.rand()
+    np.random.seed(1)
+    with numpy_global_seed(7):
+        inside = np.random.rand()
+    assert np.random.rand() == outside  # the outer stream continues as if nothing ran
+    with numpy_global_seed(7):
+        assert np.random.rand() == inside

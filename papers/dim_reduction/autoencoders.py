@@ -13,11 +13,12 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from sklearn.model_selection import train_test_split
 from torch import nn
 
@@ -136,24 +137,52 @@ class RestoreBestWeights(Callback):
         if self.state is not None:
             module.load_state_dict(self.state)
 
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.state = state["best"], state["best_epoch"], state["state"]
+
+
+class FitClock(Callback):
+    """Wall time of a fit, carried through checkpoints so a resumed fit reports its whole cost."""
+
+    def __init__(self) -> None:
+        self.before, self.start, self.first_epoch = 0.0, time.perf_counter(), 0
+
+    def on_train_start(self, trainer, module) -> None:
+        self.first_epoch = trainer.current_epoch  # > 0 when resumed from a checkpoint
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+    def state_dict(self) -> dict:
+        return {"elapsed": self.elapsed()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.before = state["elapsed"]
+
 
 class TensorBatches:
     """Mini-batches over tensors already on the training device: no worker processes, no copies.
 
-    Shuffles with its own generator each epoch (as Keras' fit(shuffle=True)); the last partial
-    batch is kept.
+    Reshuffles every epoch (as Keras' fit(shuffle=True)) with a permutation drawn from (seed,
+    epoch), so a fit resumed from a checkpoint sees the same batches as one never interrupted.
+    `epoch` is a callable returning the trainer's current epoch. The last partial batch is kept.
     """
 
-    def __init__(self, x: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> None:
-        self.x, self.batch_size, self.shuffle = x, batch_size, shuffle
-        self.gen = torch.Generator(device="cpu").manual_seed(seed)
+    def __init__(self, x: torch.Tensor, batch_size: int, shuffle: bool, seed: int, epoch=lambda: 0) -> None:
+        self.x, self.batch_size, self.shuffle, self.seed, self.epoch = x, batch_size, shuffle, seed, epoch
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)
 
     def __iter__(self):
         n = len(self.x)
-        order = torch.randperm(n, generator=self.gen).to(self.x.device) if self.shuffle else None
+        order = None
+        if self.shuffle:
+            gen = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + self.epoch())
+            order = torch.randperm(n, generator=gen).to(self.x.device)
         for start in range(0, n, self.batch_size):
             if order is None:
                 yield (self.x[start : start + self.batch_size],)
@@ -180,51 +209,93 @@ class FitResult:
     epochs: int
     best_epoch: int
     best_val_loss: float
+    first_epoch: int = 0  # the epoch training (re)started at: > 0 after a resume
 
 
 def fit_autoencoder(
-    kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, d: int, cfg: AutoencoderConfig, seed: int
+    kind: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    d: int,
+    cfg: AutoencoderConfig,
+    seed: int,
+    checkpoint_dir: Path | None = None,
 ) -> FitResult:
     """Train a DAE or VAE of bottleneck d and project train and test sets.
 
-    Fit time covers the train/validation split and training, as the paper's timing does.
+    Fit time covers the train/validation split and training, as the paper's timing does. With
+    `checkpoint_dir`, the state after every epoch is saved there (last.ckpt) and a later call
+    resumes from it; an unreadable checkpoint is discarded and the fit starts over.
     """
-    if cfg.num_threads:
+    threads = torch.get_num_threads()
+    if cfg.num_threads:  # scoped: torch's setting also moves the OpenMP pool other libraries use
         torch.set_num_threads(cfg.num_threads)
+    try:
+        return _fit(kind, x_train, y_train, x_test, d, cfg, seed, checkpoint_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    kind: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    d: int,
+    cfg: AutoencoderConfig,
+    seed: int,
+    checkpoint_dir: Path | None,
+) -> FitResult:
+    clock = FitClock()
     L.seed_everything(seed, workers=False, verbose=False)
-    start = time.perf_counter()
     x_tr, x_va = split_train_val(x_train, y_train, cfg.val_fraction, seed)
     device = torch.device("cuda" if cfg.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
     t_tr, t_va = torch.from_numpy(x_tr).to(device), torch.from_numpy(x_va).to(device)
     model = MODELS[kind](x_train.shape[1], d, cfg.lr)
     restore = RestoreBestWeights(MIN_DELTA[kind])
-    stop = EarlyStopping(monitor="val_loss", min_delta=MIN_DELTA[kind], patience=cfg.patience, mode="min")
+    callbacks = [EarlyStopping(monitor="val_loss", min_delta=MIN_DELTA[kind], patience=cfg.patience), restore, clock]
+    if checkpoint_dir is not None:
+        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0))
     trainer = L.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,
         max_epochs=cfg.max_epochs,
-        callbacks=[stop, restore],
+        callbacks=callbacks,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=checkpoint_dir is not None,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         deterministic=device.type == "cpu",
     )
-    trainer.fit(
-        model,
-        train_dataloaders=TensorBatches(t_tr, cfg.batch_size, shuffle=True, seed=seed),
-        val_dataloaders=TensorBatches(t_va, cfg.batch_size, shuffle=False, seed=seed),
-    )
-    fit_seconds = time.perf_counter() - start
+    train = TensorBatches(t_tr, cfg.batch_size, shuffle=True, seed=seed, epoch=lambda: trainer.current_epoch)
+    val = TensorBatches(t_va, cfg.batch_size, shuffle=False, seed=seed)
+    trainer.fit(model, train_dataloaders=train, val_dataloaders=val, ckpt_path=_resumable(checkpoint_dir))
     return FitResult(
         z_train=project(model, x_train, device),
         z_test=project(model, x_test, device),
-        fit_seconds=fit_seconds,
+        fit_seconds=clock.elapsed(),
         epochs=trainer.current_epoch,
         best_epoch=restore.best_epoch,
         best_val_loss=restore.best,
+        first_epoch=clock.first_epoch,
     )
+
+
+def _resumable(checkpoint_dir: Path | None) -> Path | None:
+    """last.ckpt when it exists and loads; a damaged one (a crash mid-write) is removed."""
+    if checkpoint_dir is None or not (checkpoint_dir / "last.ckpt").is_file():
+        return None
+    path = checkpoint_dir / "last.ckpt"
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or foreign file: start this fit over
+        logging.getLogger(__name__).warning("discarding unreadable checkpoint %s (%s)", path, exc)
+        path.unlink()
+        return None
+    logging.getLogger(__name__).info("resuming from %s", path)
+    return path
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ renders whatever has been computed so far, without computing anything.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -56,6 +57,11 @@ def score(cfg: Config, z_train: np.ndarray, z_test: np.ndarray, ds: datasets.Dat
     return {"accuracy": s.test_accuracy, "k": s.best_k, "cv_accuracy": s.cv_accuracy}
 
 
+def checkpoint_dir(run: Run, method: str, d: int, seed: int) -> Path:
+    """Where an AE fit saves its per-epoch state until its unit is cached."""
+    return run.dir / "checkpoints" / f"{method}-d{d}-seed{seed}"
+
+
 def run_method(
     run: Run, cfg: Config, method: str, ds: datasets.Dataset, seed: int, fp: str, compute: bool = True
 ) -> dict[int, dict]:
@@ -92,9 +98,16 @@ def run_method(
     else:
 
         def project(d: int) -> Projection:
-            r = fit_autoencoder(method, ds.x_train, ds.y_train, ds.x_test, d, cfg.ae, seed)
+            ckpt = checkpoint_dir(run, method, d, seed)
+            r = fit_autoencoder(method, ds.x_train, ds.y_train, ds.x_test, d, cfg.ae, seed, checkpoint_dir=ckpt)
             run.log_metrics(
-                seed=seed, method=method, d=d, epochs=r.epochs, best_epoch=r.best_epoch, best_val_loss=r.best_val_loss
+                seed=seed,
+                method=method,
+                d=d,
+                epochs=r.epochs,
+                first_epoch=r.first_epoch,
+                best_epoch=r.best_epoch,
+                best_val_loss=r.best_val_loss,
             )
             return r.z_train, r.z_test, r.fit_seconds
 
@@ -110,6 +123,7 @@ def run_method(
                 curve[d] = found
             continue
         curve[d] = run.cached(method, {**base_key, "d": d}, lambda d=d: unit(d))
+        shutil.rmtree(checkpoint_dir(run, method, d, seed), ignore_errors=True)  # the unit is cached now
         log.info(
             "%s d=%d seed=%d: accuracy %.5f (k=%d), fit %.2f s",
             method,

@@ -79,3 +79,25 @@ def test_early_stopping_restores_the_best_weights():
     # a patience of 1 stops early; the weights left are those of the best validation epoch
     res = fit_autoencoder("dae", x_tr, y_tr, x_te, 2, AutoencoderConfig(max_epochs=60, patience=1, lr=0.05), 0)
     assert res.epochs < 60 and res.best_epoch < res.epochs
+
+
+def test_a_fit_resumed_from_its_checkpoint_equals_an_uninterrupted_one(tmp_path):
+    x_tr, y_tr, x_te, _ = load_digits_split()
+    x_tr, x_te = x_tr.astype(np.float32) / 16, x_te.astype(np.float32) / 16
+    whole = fit_autoencoder("dae", x_tr, y_tr, x_te, 3, AutoencoderConfig(max_epochs=4, num_threads=1), 0)
+    ckpt = tmp_path / "ckpt"
+    # "interrupted" after 2 epochs: last.ckpt holds the state at the end of epoch 2
+    fit_autoencoder("dae", x_tr, y_tr, x_te, 3, AutoencoderConfig(max_epochs=2, num_threads=1), 0, ckpt)
+    assert (ckpt / "last.ckpt").is_file()
+    resumed = fit_autoencoder("dae", x_tr, y_tr, x_te, 3, AutoencoderConfig(max_epochs=4, num_threads=1), 0, ckpt)
+    assert (whole.first_epoch, resumed.first_epoch) == (0, 2)  # it resumed; it did not start over
+    assert resumed.epochs == 4 and resumed.best_epoch == whole.best_epoch
+    assert np.array_equal(resumed.z_train, whole.z_train) and np.array_equal(resumed.z_test, whole.z_test)
+
+
+def test_a_damaged_checkpoint_is_discarded(tmp_path):
+    x_tr, y_tr, x_te, _ = load_digits_split()
+    x_tr, x_te = x_tr.astype(np.float32) / 16, x_te.astype(np.float32) / 16
+    (tmp_path / "last.ckpt").write_bytes(b"truncated")
+    res = fit_autoencoder("dae", x_tr, y_tr, x_te, 2, AutoencoderConfig(max_epochs=1, num_threads=1), 0, tmp_path)
+    assert res.epochs == 1 and res.first_epoch == 0 and (tmp_path / "last.ckpt").stat().st_size > 1000
