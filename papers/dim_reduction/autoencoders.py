@@ -12,6 +12,7 @@ import copy
 import logging
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,6 +213,19 @@ class FitResult:
     first_epoch: int = 0  # the epoch training (re)started at: > 0 after a resume
 
 
+@contextmanager
+def torch_threads(n: int):
+    """Use n torch threads inside the block (0: leave as is). Scoped, because torch's setting also
+    moves the OpenMP pool that scikit-learn uses, and with it the float rounding of later steps."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def fit_autoencoder(
     kind: str,
     x_train: np.ndarray,
@@ -228,59 +242,45 @@ def fit_autoencoder(
     `checkpoint_dir`, the state after every epoch is saved there (last.ckpt) and a later call
     resumes from it; an unreadable checkpoint is discarded and the fit starts over.
     """
-    threads = torch.get_num_threads()
-    if cfg.num_threads:  # scoped: torch's setting also moves the OpenMP pool other libraries use
-        torch.set_num_threads(cfg.num_threads)
-    try:
-        return _fit(kind, x_train, y_train, x_test, d, cfg, seed, checkpoint_dir)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit(
-    kind: str,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    d: int,
-    cfg: AutoencoderConfig,
-    seed: int,
-    checkpoint_dir: Path | None,
-) -> FitResult:
-    clock = FitClock()
-    L.seed_everything(seed, workers=False, verbose=False)
-    x_tr, x_va = split_train_val(x_train, y_train, cfg.val_fraction, seed)
-    device = torch.device("cuda" if cfg.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
-    t_tr, t_va = torch.from_numpy(x_tr).to(device), torch.from_numpy(x_va).to(device)
-    model = MODELS[kind](x_train.shape[1], d, cfg.lr)
-    restore = RestoreBestWeights(MIN_DELTA[kind])
-    callbacks = [EarlyStopping(monitor="val_loss", min_delta=MIN_DELTA[kind], patience=cfg.patience), restore, clock]
-    if checkpoint_dir is not None:
-        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0))
-    trainer = L.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
-        max_epochs=cfg.max_epochs,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=checkpoint_dir is not None,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        deterministic=device.type == "cpu",
-    )
-    train = TensorBatches(t_tr, cfg.batch_size, shuffle=True, seed=seed, epoch=lambda: trainer.current_epoch)
-    val = TensorBatches(t_va, cfg.batch_size, shuffle=False, seed=seed)
-    trainer.fit(model, train_dataloaders=train, val_dataloaders=val, ckpt_path=_resumable(checkpoint_dir))
-    return FitResult(
-        z_train=project(model, x_train, device),
-        z_test=project(model, x_test, device),
-        fit_seconds=clock.elapsed(),
-        epochs=trainer.current_epoch,
-        best_epoch=restore.best_epoch,
-        best_val_loss=restore.best,
-        first_epoch=clock.first_epoch,
-    )
+    with torch_threads(cfg.num_threads):
+        clock = FitClock()
+        L.seed_everything(seed, workers=False, verbose=False)
+        x_tr, x_va = split_train_val(x_train, y_train, cfg.val_fraction, seed)
+        device = torch.device("cuda" if cfg.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
+        t_tr, t_va = torch.from_numpy(x_tr).to(device), torch.from_numpy(x_va).to(device)
+        model = MODELS[kind](x_train.shape[1], d, cfg.lr)
+        restore = RestoreBestWeights(MIN_DELTA[kind])
+        callbacks = [
+            EarlyStopping(monitor="val_loss", min_delta=MIN_DELTA[kind], patience=cfg.patience),
+            restore,
+            clock,
+        ]
+        if checkpoint_dir is not None:
+            callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0))
+        trainer = L.Trainer(
+            accelerator="gpu" if device.type == "cuda" else "cpu",
+            devices=1,
+            max_epochs=cfg.max_epochs,
+            callbacks=callbacks,
+            logger=False,
+            enable_checkpointing=checkpoint_dir is not None,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            deterministic=device.type == "cpu",
+        )
+        train = TensorBatches(t_tr, cfg.batch_size, shuffle=True, seed=seed, epoch=lambda: trainer.current_epoch)
+        val = TensorBatches(t_va, cfg.batch_size, shuffle=False, seed=seed)
+        trainer.fit(model, train_dataloaders=train, val_dataloaders=val, ckpt_path=_resumable(checkpoint_dir))
+        return FitResult(
+            z_train=project(model, x_train, device),
+            z_test=project(model, x_test, device),
+            fit_seconds=clock.elapsed(),
+            epochs=trainer.current_epoch,
+            best_epoch=restore.best_epoch,
+            best_val_loss=restore.best,
+            first_epoch=clock.first_epoch,
+        )
 
 
 def _resumable(checkpoint_dir: Path | None) -> Path | None:
