@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from papers import PAPERS_DIR, PaperInfo, all_papers
-from shared.report import committed_results, markdown_table, render_paper_results, replace_between_markers
+from shared.report import BEGIN, END, committed_results, markdown_table, render_paper_results, update_readme
 
 README = PAPERS_DIR.parent / "README.md"
 STATUS_BEGIN, STATUS_END = "<!-- status:begin -->", "<!-- status:end -->"
@@ -30,20 +30,7 @@ def render_status_table(papers: list[PaperInfo]) -> str:
 
 def update_all_readmes(write: bool) -> list[Path]:
     """Re-render every generated section; return the files that were (or would be) changed."""
-    changed = []
     papers = all_papers()
-    for paper in papers:
-        readme = paper.dir / "README.md"
-        old = readme.read_text()
-        new = replace_between_markers(old, render_paper_results(paper.dir))
-        if new != old:
-            changed.append(readme)
-            if write:
-                readme.write_text(new)
-    old = README.read_text()
-    new = replace_between_markers(old, render_status_table(papers), STATUS_BEGIN, STATUS_END)
-    if new != old:
-        changed.append(README)
-        if write:
-            README.write_text(new)
-    return changed
+    sections = [(p.dir / "README.md", render_paper_results(p.dir), BEGIN, END) for p in papers]
+    sections.append((README, render_status_table(papers), STATUS_BEGIN, STATUS_END))
+    return [path for path, body, begin, end in sections if update_readme(path, body, begin, end, write=write)]

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 
 from papers import UnknownPaperError, get_paper
+from shared.cli import available_scales
 
 TEMPLATE = """#!/bin/bash
 #SBATCH --job-name={job}
@@ -50,10 +51,10 @@ def render_slurm(job: SlurmJob) -> str:
     """The sbatch script for `job`; with `array`, one task per scale name."""
     paper = get_paper(job.paper)
     scales = job.array or [job.scale]
-    known = {p.stem for p in (paper.dir / "configs").glob("*.yaml")}
+    known = available_scales(paper.dir)
     unknown = [s for s in scales if s not in known]
     if unknown:
-        raise ValueError(f"{job.paper}: unknown scale(s) {unknown}; valid: {', '.join(sorted(known))}")
+        raise ValueError(f"{job.paper}: unknown scale(s) {unknown}; valid: {', '.join(known)}")
     if job.array:
         array_line = f"#SBATCH --array=0-{len(scales) - 1}"
         scale_line = f"SCALES=({' '.join(scales)}); SCALE=${{SCALES[$SLURM_ARRAY_TASK_ID]}}"

@@ -112,12 +112,12 @@ def replace_between_markers(text: str, body: str, begin: str = BEGIN, end: str =
     return f"{head}{begin}\n{body}\n{end}{tail}"
 
 
-def update_readme(readme: str | Path, body: str, begin: str = BEGIN, end: str = END) -> bool:
-    """Write `body` between the markers of `readme`; True when the file changed."""
+def update_readme(readme: str | Path, body: str, begin: str = BEGIN, end: str = END, write: bool = True) -> bool:
+    """Put `body` between the markers of `readme` (atomically, when `write`); True when it differs."""
     readme = Path(readme)
     old = readme.read_text()
     new = replace_between_markers(old, body, begin, end)
-    if new != old:
+    if write and new != old:
         atomic_write_text(readme, new)
     return new != old
 

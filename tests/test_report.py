@@ -55,3 +55,13 @@ def test_line_plot_writes_png(tmp_path):
 
 def test_pipes_in_cells_are_escaped():
     assert markdown_table(["x"], [["max |a − b|"]]).splitlines()[2] == "| max \\|a − b\\| |"
+
+
+def test_update_readme_reports_and_optionally_writes(tmp_path):
+    from shared.report import update_readme
+
+    path = tmp_path / "README.md"
+    path.write_text("a\n<!-- results:begin -->\nold\n<!-- results:end -->\n")
+    assert update_readme(path, "new", write=False) and "old" in path.read_text()
+    assert update_readme(path, "new") and "\nnew\n" in path.read_text()
+    assert not update_readme(path, "new")
