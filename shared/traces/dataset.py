@@ -1,0 +1,263 @@
+"""A trace dataset on disk: per-block events tables, one requests table and a manifest.
+
+    <dir>/manifest.json            behaviours, splits, kernel, host, collector, counts, checksums
+    <dir>/requests.parquet         one row per request: block, behaviour, split, tid, window, length
+    <dir>/events/<block>.parquet   the time-ordered events of one capture block (see events.py)
+
+Requests point into their block's events table (row_begin, row_end), so a request's global-mode
+sequence is a slice, and no event is stored twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from shared.environment import cpu_model, git_commit
+from shared.io import atomic_write_bytes, atomic_write_json
+from shared.progress import progress
+from shared.traces.errors import TraceError
+from shared.traces.events import decode_capture, equals
+from shared.traces.requests import MODES, cut_requests, request_rows
+from shared.traces.schedule import Block, splits_of
+
+MANIFEST = "manifest.json"
+REQUESTS = "requests.parquet"
+EVENTS_DIR = "events"
+FORMAT_VERSION = 1
+SEQUENCE_FIELDS = ("name", "entry", "ts", "comm", "pid", "tid", "ret")
+HOW = (
+    "collected with `python -m shared.traces collect` (shared/traces/collect.py): Apache httpd event MPM -> "
+    "php-fpm -> MariaDB on loopback, wrk load, a private tracefs instance with raw_syscalls and sched "
+    "events filtered to the server's tasks, request boundaries from uprobes on ap_process_async_request"
+)
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """zstd-compressed Parquet, written atomically; timestamps delta-encoded (they only grow)."""
+    sink = io.BytesIO()
+    delta = [c for c in ("ts", "begin_ns", "end_ns", "row_begin", "row_end") if c in table.column_names]
+    pq.write_table(
+        table, sink, compression="zstd", compression_level=9,
+        use_dictionary=[c for c in table.column_names if c not in delta],
+        column_encoding={c: "DELTA_BINARY_PACKED" for c in delta},
+    )  # fmt: skip
+    atomic_write_bytes(path, sink.getvalue())
+
+
+def read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError as exc:
+        raise TraceError(f"{path}: missing from the dataset") from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise TraceError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# -- building -----------------------------------------------------------------------------------
+def _raw_block(out: Path, block: Block) -> tuple[pa.Table | None, dict]:
+    raw = out / "raw" / block.id
+    info = json.loads((raw / "block.json").read_text())
+    target = out / EVENTS_DIR / f"{block.id}.parquet"
+    return (None if target.is_file() else decode_capture(raw)), info
+
+
+def build_dataset(
+    out: Path,
+    blocks: list[Block],
+    collection: dict,
+    source: Callable[[Path, Block], tuple[pa.Table | None, dict]] = _raw_block,
+    how: str = HOW,
+    skip: int = 0,
+) -> Path:
+    """Write each block's events (from `source`, by default the raw captures under out/raw) to
+    out/events, cut requests (dropping the first `skip` of each block), write the manifest."""
+    out = Path(out)
+    parts, block_info = [], []
+    for block in progress(blocks, desc="decode"):
+        table, info = source(out, block)
+        target = out / EVENTS_DIR / f"{block.id}.parquet"
+        if table is not None:
+            write_parquet(table, target)
+        events = read_parquet(target)
+        req = cut_requests(events)
+        req = req.slice(min(skip, req.num_rows))
+        n = req.num_rows
+        req = req.add_column(0, "block", pa.array([block.id] * n, pa.string()))
+        req = req.add_column(1, "behaviour", pa.array([block.behaviour] * n, pa.string()))
+        req = req.add_column(2, "split", pa.array([block.split] * n, pa.string()))
+        parts.append(req)
+        info.update(events=events.num_rows, requests=n)
+        block_info.append(info)
+    requests = pa.concat_tables(parts)
+    for col in ("block", "behaviour", "split"):
+        i = requests.column_names.index(col)
+        requests = requests.set_column(i, col, pc.dictionary_encode(requests.column(col)))
+    write_parquet(requests, out / REQUESTS)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "how": how,
+        "collection": collection,
+        "host": {
+            "kernel": platform.release(),
+            "machine": platform.machine(),
+            "cpu": cpu_model(),
+            "cores": __import__("os").cpu_count(),
+            "os": _os_release(),
+            "packages": _package_versions(),
+        },
+        "code_commit": git_commit(),
+        "splits": _split_counts(requests, blocks),
+        "blocks": block_info,
+        "flagged_blocks": [b["id"] for b in block_info if b.get("flagged")],
+    }
+    files = [out / REQUESTS] + [out / EVENTS_DIR / f"{b.id}.parquet" for b in blocks]
+    manifest["files"] = {str(f.relative_to(out)): {"sha256": sha256(f), "bytes": f.stat().st_size} for f in files}
+    atomic_write_json(out / MANIFEST, manifest)
+    return out
+
+
+def _split_counts(requests: pa.Table, blocks: list[Block]) -> dict:
+    split = requests.column("split").to_pylist()
+    counts = {s: split.count(s) for s in set(split)}
+    return {
+        s: {"requests": counts.get(s, 0), "blocks": [b.id for b in blocks if b.split == s]} for s in splits_of(blocks)
+    }
+
+
+def _os_release() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.platform()
+
+
+def _package_versions() -> dict[str, str]:
+    import subprocess
+
+    out = {}
+    for pkg in ("apache2", "php8.2-fpm", "mariadb-server", "wrk", "stress-ng"):
+        proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+        out[pkg] = proc.stdout.strip() if proc.returncode == 0 else "unknown"
+    return out
+
+
+# -- loading ------------------------------------------------------------------------------------
+@dataclass
+class SplitStats:
+    split: str
+    requests: int
+    length_mean: float
+    length_sd: float
+    duration_ms_mean: float
+    duration_ms_sd: float
+
+
+class TraceDataset:
+    """A collected dataset: requests per split, and each request's event sequence."""
+
+    def __init__(self, root: str | Path, verify: bool = True):
+        self.root = Path(root)
+        path = self.root / MANIFEST
+        if not path.is_file():
+            raise TraceError(f"{path}: no manifest; a trace dataset folder holds {MANIFEST}, {REQUESTS}, {EVENTS_DIR}/")
+        try:
+            self.manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise TraceError(f"{path}: not valid JSON ({exc})") from exc
+        if verify:
+            self.verify()
+        self.requests = read_parquet(self.root / REQUESTS)
+
+    def verify(self) -> None:
+        """Every file the manifest lists exists with its recorded size and checksum."""
+        for rel, meta in self.manifest.get("files", {}).items():
+            f = self.root / rel
+            if not f.is_file():
+                raise TraceError(f"{f}: listed in the manifest but missing")
+            if f.stat().st_size != meta["bytes"] or sha256(f) != meta["sha256"]:
+                raise TraceError(f"{f}: checksum differs from the manifest (corrupt or modified)")
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.manifest["splits"])
+
+    def split(self, name: str) -> pa.Table:
+        if name not in self.manifest["splits"]:
+            raise TraceError(f"unknown split {name!r}; valid: {', '.join(self.splits)}")
+        return self.requests.filter(equals(self.requests.column("split"), name))
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - a dataset object lives as long as its user
+    def events(self, block: str) -> pa.Table:
+        return read_parquet(self.root / EVENTS_DIR / f"{block}.parquet")
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019
+    def _columns(self, block: str, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
+        ev = self.events(block)
+        cols = {"_syscall": equals(ev.column("kind"), "syscall"), "_tid": ev.column("tid").to_numpy()}
+        for f in fields:
+            col = ev.column(f)
+            if pa.types.is_dictionary(col.type):
+                cols[f] = np.asarray(pc.cast(col, pa.string()).to_numpy(zero_copy_only=False))
+            else:
+                cols[f] = col.to_numpy(zero_copy_only=False)
+        return cols
+
+    def sequences(self, split: str, mode: str = "global", fields: tuple[str, ...] = SEQUENCE_FIELDS) -> Iterator[dict]:
+        """Each request of `split` as {field: array over its syscall events, 'duration_ns': int}."""
+        if mode not in MODES:
+            raise TraceError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+        req = self.split(split).to_pydict()
+        for i in range(len(req["request"])):
+            cols = self._columns(req["block"][i], tuple(fields))
+            rows = request_rows(
+                cols["_syscall"], cols["_tid"], req["row_begin"][i], req["row_end"][i], req["tid"][i], mode
+            )
+            seq = {f: cols[f][rows] for f in fields}
+            seq["duration_ns"] = req["duration_ns"][i]
+            yield seq
+
+    def stats(self, mode: str = "global") -> list[SplitStats]:
+        """The paper's dataset table: requests, length mean +- sd (syscall events), duration mean +- sd."""
+        rows = []
+        for split in self.splits:
+            req = self.split(split)
+            if mode == "global":
+                length = req.column("length").to_numpy().astype(float)
+            else:
+                length = np.array([len(s["name"]) for s in self.sequences(split, mode, ("name",))], dtype=float)
+            dur = req.column("duration_ns").to_numpy() / 1e6
+            rows.append(SplitStats(split, req.num_rows, *_ms(length), *_ms(dur)))
+        return rows
+
+
+def _ms(x: np.ndarray) -> tuple[float, float]:
+    return (float(x.mean()), float(x.std())) if len(x) else (float("nan"), float("nan"))
+
+
+def load_dataset(root: str | Path, verify: bool = True) -> TraceDataset:
+    return TraceDataset(root, verify=verify)

@@ -1,0 +1,425 @@
+"""shared.traces without root: decoding, cutting, scheduling, loading, the CTF reader, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from shared.metrics import auroc
+from shared.traces import SAMPLE_DIR, TraceError, load_dataset, parse_behaviours
+from shared.traces.behaviours import BEHAVIOURS, NOVELTIES
+from shared.traces.elf import symbol_offset
+from shared.traces.events import SCHEMA, decode_capture
+from shared.traces.load import parse_wrk
+from shared.traces.requests import cut_requests
+from shared.traces.ringbuf import read_cpu
+from shared.traces.sanity import NgramModel
+from shared.traces.schedule import schedule, splits_of
+from shared.traces.server import Stack
+from shared.traces.syscalls import syscall_names
+
+FIXTURES = Path(__file__).parent / "fixtures" / "traces"
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- raw ring-buffer pages ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory) -> Path:
+    """The committed real capture, unpacked: cpuN.raw, formats.json, tasks.json, trace.txt."""
+    dest = tmp_path_factory.mktemp("capture")
+    for f in (FIXTURES / "capture").iterdir():
+        if f.suffix == ".gz":
+            (dest / f.stem).write_bytes(gzip.decompress(f.read_bytes()))
+        else:
+            shutil.copy(f, dest / f.name)
+    return dest
+
+
+_TEXT = re.compile(
+    r"^\s*(?P<comm>.+?)-(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]\s+\S+\s+(?P<s>\d+)\.(?P<us>\d+):\s+(?P<event>\w+):\s?(?P<rest>.*)$"
+)
+
+
+def _kernel_text(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text().splitlines():
+        m = _TEXT.match(line)
+        if line.startswith("#") or not m:
+            continue
+        rows.append(m.groupdict())
+    return rows
+
+
+def test_decoder_matches_the_kernels_own_text_rendering(capture):
+    """Every event, in order: time (the text rounds to the microsecond), tid, cpu, syscall and return."""
+    table = decode_capture(capture)
+    text = _kernel_text(capture / "trace.txt")
+    # our return probes' syscall (enter NR 335, exit NR -1) is dropped by the decoder
+    uretprobe = [r for r in text if re.match(r"NR (335|-1)\b", r["rest"])]
+    assert uretprobe
+    text = [r for r in text if r not in uretprobe]
+    assert table.num_rows == len(text) > 1000
+    ts = table.column("ts").to_numpy()
+    assert np.array_equal((ts + 500) // 1000, [int(r["s"]) * 1_000_000 + int(r["us"]) for r in text])
+    assert table.column("tid").to_pylist() == [int(r["tid"]) for r in text]
+    assert table.column("cpu").to_pylist() == [int(r["cpu"]) for r in text]
+    names = syscall_names("x86_64")
+    got = table.to_pydict()
+    for i, r in enumerate(text):
+        if r["event"] in ("sys_enter", "sys_exit"):
+            nr = int(re.match(r"NR (\d+)", r["rest"]).group(1))
+            assert got["name"][i] == names[nr] and got["entry"][i] == (1 if r["event"] == "sys_enter" else 2)
+            if r["event"] == "sys_exit":
+                assert got["ret"][i] == int(r["rest"].split("= ")[1])
+        elif r["event"] == "sched_switch":
+            assert got["target_tid"][i] == int(re.search(r"next_pid=(\d+)", r["rest"]).group(1))
+            assert got["kind"][i] == "sched"
+        elif r["event"].startswith("sched_"):
+            assert got["name"][i] == r["event"] and got["kind"][i] == "sched"
+        else:
+            assert got["name"][i] == r["event"] and got["kind"][i] == "probe"
+
+
+def test_decoder_output_schema_and_time_order(capture):
+    table = decode_capture(capture)
+    assert table.schema == SCHEMA
+    assert np.all(np.diff(table.column("ts").to_numpy()) >= 0)
+    assert set(table.column("comm").to_pylist()) >= {"apache2", "php-fpm8.2", "mariadbd"}
+
+
+def _page(records: list[bytes], stamp: int, page_size: int = 4096, missed: bool = False) -> bytes:
+    data = b"".join(records)
+    commit = len(data) | ((1 << 31) if missed else 0)
+    return (struct.pack("<QQ", stamp, commit) + data).ljust(page_size, b"\0")
+
+
+def _data(delta: int, type_id: int, pid: int, payload: bytes = b"") -> bytes:
+    body = struct.pack("<HBBi", type_id, 0, 0, pid) + payload
+    body = body.ljust((len(body) + 3) // 4 * 4, b"\0")
+    return struct.pack("<I", (len(body) // 4) | (delta << 5)) + body
+
+
+def test_ring_buffer_record_types_by_hand(tmp_path):
+    """Time extend (30), padding (29), absolute stamp (31) and a long record (type_len 0)."""
+    long_payload = b"x" * 120  # > 112 bytes: stored with type_len 0 and an explicit length
+    long_body = struct.pack("<HBBi", 9, 0, 0, 7) + long_payload
+    records = [
+        _data(100, 5, 1),  # ts = 1000 + 100
+        struct.pack("<II", 30 | (3 << 5), 2),  # time extend: + 3 + (2 << 27)
+        _data(10, 5, 2),  # ts = 1100 + 3 + 2**28 + 10
+        struct.pack("<II", 29 | (1 << 5), 8) + b"\0" * 4,  # discarded record (padding, 12 bytes)
+        struct.pack("<II", 0 | (5 << 5), len(long_body) + 4) + long_body,  # + 5
+        struct.pack("<II", 31 | (7 << 5), 1),  # absolute stamp: 7 | (1 << 27)
+        _data(1, 5, 3),  # ts = 7 + 2**27 + 1
+    ]
+    path = tmp_path / "cpu0.raw"
+    path.write_bytes(_page(records, 1000) + _page([_data(0, 5, 4)], 5000, missed=True))
+    rec = read_cpu(path)
+    first = 1000 + 100
+    ext = first + 3 + (2 << 27) + 10
+    assert rec.ts.tolist() == [first, ext, ext + 5, 7 + (1 << 27) + 1, 5000]
+    assert rec.type_id.tolist() == [5, 5, 9, 5, 5]
+    assert rec.pages == 2 and rec.pages_with_loss == 1
+
+
+def test_truncated_raw_file_is_named(tmp_path):
+    bad = tmp_path / "cpu0.raw"
+    bad.write_bytes(b"\0" * 1000)
+    with pytest.raises(TraceError, match="cpu0.raw.*whole number"):
+        read_cpu(bad)
+
+
+def test_capture_without_formats_is_an_error(tmp_path):
+    (tmp_path / "cpu0.raw").write_bytes(b"")
+    with pytest.raises(TraceError, match="formats.json"):
+        decode_capture(tmp_path)
+
+
+# -- ELF offsets -----------------------------------------------------------------------------------
+def _binutils_offset(binary: str, symbol: str) -> int:
+    nm = subprocess.run(["nm", "-D", "--defined-only", binary], capture_output=True, text=True, check=True).stdout
+    vaddr = next(int(line.split()[0], 16) for line in nm.splitlines() if line.split()[-1].split("@")[0] == symbol)
+    segs = subprocess.run(["readelf", "-lW", binary], capture_output=True, text=True, check=True).stdout
+    for line in segs.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "LOAD":
+            offset, start, size = int(parts[1], 16), int(parts[2], 16), int(parts[5], 16)
+            if start <= vaddr < start + size:
+                return vaddr - start + offset
+    raise AssertionError("no segment")
+
+
+@pytest.mark.skipif(shutil.which("nm") is None or shutil.which("readelf") is None, reason="needs binutils")
+@pytest.mark.parametrize("binary,symbol", [("libc", "malloc"), ("/usr/sbin/apache2", "ap_process_async_request")])
+def test_symbol_offset_matches_binutils(binary, symbol):
+    if binary == "libc":
+        binary = next(str(p) for p in Path("/lib").glob("*-linux-gnu/libc.so.6"))
+    if not Path(binary).exists():
+        pytest.skip(f"{binary} not installed")
+    assert symbol_offset(binary, symbol) == _binutils_offset(binary, symbol)
+
+
+def test_symbol_offset_errors_name_the_problem(tmp_path):
+    libc = next(Path("/lib").glob("*-linux-gnu/libc.so.6"))
+    with pytest.raises(TraceError, match="no defined symbol 'no_such_function'"):
+        symbol_offset(libc, "no_such_function")
+    (tmp_path / "x").write_text("not elf")
+    with pytest.raises(TraceError, match="not a readable ELF"):
+        symbol_offset(tmp_path / "x", "main")
+    with pytest.raises(TraceError, match="not found"):
+        symbol_offset(tmp_path / "missing", "main")
+
+
+# -- requests ------------------------------------------------------------------------------------
+def _events(rows: list[tuple]) -> pa.Table:
+    """rows of (ts, tid, kind, name); the other columns get neutral values."""
+    n = len(rows)
+    cols = {
+        "ts": [r[0] for r in rows],
+        "cpu": [0] * n,
+        "tid": [r[1] for r in rows],
+        "pid": [r[1] for r in rows],
+        "comm": ["apache2"] * n,
+        "kind": [r[2] for r in rows],
+        "name": [r[3] for r in rows],
+        "entry": [1 if r[2] == "syscall" else 0 for r in rows],
+        "ret": [None] * n,
+        "target_tid": [None] * n,
+        "state": [None] * n,
+    }
+    arrays = [pa.array(cols[f.name]).cast(f.type) for f in SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def test_cut_requests_global_rule_by_hand():
+    table = _events(
+        [
+            (0, 1, "probe", "req_end"),  # an end without its begin: dropped
+            (1, 1, "probe", "req_begin"),  # request A on tid 1
+            (2, 1, "syscall", "read"),
+            (3, 2, "probe", "req_begin"),  # request B on tid 2, overlapping A
+            (4, 2, "syscall", "read"),
+            (5, 3, "sched", "sched_switch"),  # not a syscall: not counted
+            (6, 1, "syscall", "write"),
+            (7, 1, "probe", "req_end"),
+            (8, 2, "syscall", "close"),
+            (9, 2, "probe", "req_end"),
+            (10, 1, "probe", "req_begin"),  # still open when the capture stops: dropped
+            (11, 1, "syscall", "read"),
+        ]
+    )
+    req = cut_requests(table).to_pydict()
+    assert req["tid"] == [1, 2]
+    assert req["duration_ns"] == [6, 6]
+    # global mode: every syscall between begin and end, whichever thread made it
+    assert req["length"] == [3, 3]
+    assert (req["row_begin"], req["row_end"]) == ([1, 3], [7, 9])
+
+
+def test_schedule_alternates_and_separates_splits():
+    blocks = schedule(list(BEHAVIOURS), rounds=4)
+    behaviours = [b.behaviour for b in blocks]
+    assert all(a == "normal" or b == "normal" for a, b in zip(behaviours, behaviours[1:], strict=False))
+    by_split = {}
+    for b in blocks:
+        by_split.setdefault(b.split, []).append(b)
+    for novelty in NOVELTIES:
+        assert len(by_split[f"valid_ood_{novelty}"]) == 2 and len(by_split[f"test_ood_{novelty}"]) == 2
+    normal = [b for b in blocks if b.behaviour == "normal"]
+    assert [b.split for b in normal].count("train") == 16
+    assert {b.split for b in normal} == {"train", "valid_id", "test_id"}
+    assert splits_of(blocks)[:4] == ["train", "valid_id", "test_id", "valid_ood_connection"]
+    with pytest.raises(TraceError, match="rounds must be >= 2"):
+        schedule(["normal", "cpu"], rounds=1)
+
+
+def test_behaviours_parse_and_reject():
+    assert [b.name for b in parse_behaviours("all")] == list(BEHAVIOURS)
+    assert [b.name for b in parse_behaviours("cpu,normal,cpu")] == ["cpu", "normal"]
+    with pytest.raises(TraceError, match=r"unknown behaviour.*'disk'.*valid: normal, connection, cpu"):
+        parse_behaviours("normal,disk")
+
+
+def test_server_configuration_per_behaviour(tmp_path):
+    stack = Stack(tmp_path)
+    normal = stack.apache_conf(BEHAVIOURS["normal"])
+    assert "MaxRequestWorkers 400" in normal and "KeepAlive On" in normal and "mod_ssl.so" in normal
+    assert "mpm_event" in normal and "dumpio" not in normal
+    listens = re.findall(r"^Listen (\S+)", normal, re.M)
+    assert listens and all(a.startswith("127.0.0.1:") for a in listens)
+    assert "MaxRequestWorkers 25" in stack.apache_conf(BEHAVIOURS["connection"])
+    assert "KeepAlive Off" in stack.apache_conf(BEHAVIOURS["socket"])
+    assert "ssl" not in stack.apache_conf(BEHAVIOURS["ssl"])
+    assert "dumpio:trace7" in stack.apache_conf(BEHAVIOURS["io"])
+    if list(Path("/usr/lib/php").glob("20*/pdo_mysql.so")):
+        assert "zend_extension = opcache" in stack.php_ini(BEHAVIOURS["normal"])
+        assert "opcache" not in stack.php_ini(BEHAVIOURS["opcache"])
+
+
+def test_parse_wrk_summary():
+    text = "Running 3s test @ http://127.0.0.1:1/index.php\n  6700 requests in 3.00s, 1.4MB read\n"
+    got = parse_wrk(text + "  Non-2xx or 3xx responses: 2\n")
+    assert got["requests"] == 6700 and got["seconds"] == 3.0 and got["non_2xx"] == 2
+    assert parse_wrk("  300 requests in 1.00m, 64KB read")["seconds"] == 60.0
+    with pytest.raises(TraceError, match="no summary"):
+        parse_wrk("connection refused")
+
+
+# -- metrics and the sanity model ----------------------------------------------------------------
+def test_auroc_matches_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    neg, pos = rng.integers(0, 5, 200).astype(float), rng.integers(1, 6, 150).astype(float)  # many ties
+    expected = roc_auc_score(np.r_[np.zeros(200), np.ones(150)], np.r_[neg, pos])
+    assert auroc(neg, pos) == pytest.approx(expected, abs=1e-12)
+    assert auroc([0, 1], [2, 3]) == 1.0 and auroc([2, 3], [0, 1]) == 0.0
+
+
+def test_ngram_perplexity_by_hand():
+    model = NgramModel.fit([np.array(["a", "b", "a", "b"])], order=2)
+    # bigrams with [START]: (S,a) (a,b) (b,a) (a,b): p(a|S)=1, p(b|a)=1, p(a|b)=1
+    assert model.perplexity(np.array(["a", "b", "a"])) == pytest.approx(1.0)
+    # an unseen bigram (b,b) gets 1/|V| with V = {[START], [UNKNOWN], a, b}
+    expected = np.exp(-(np.log(1.0) + np.log(1.0) + np.log(1 / 4)) / 3)
+    assert model.perplexity(np.array(["a", "b", "b"])) == pytest.approx(expected)
+
+
+# -- the shipped sample ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sample():
+    return load_dataset(SAMPLE_DIR)
+
+
+def test_sample_is_small_complete_and_self_describing(sample):
+    size = sum(f.stat().st_size for f in SAMPLE_DIR.rglob("*") if f.is_file())
+    assert size <= 20 * 1024 * 1024
+    m = sample.manifest
+    assert {b["behaviour"] for b in m["blocks"]} == set(BEHAVIOURS)
+    assert {"train", "valid_id", "test_id"} <= set(sample.splits)
+    assert all(f"{s}_ood_{n}" in sample.splits for n in NOVELTIES for s in ("valid", "test"))
+    assert 2000 <= sample.requests.num_rows <= 20000
+    assert "python -m shared.traces collect" in m["how"] and m["host"]["kernel"]
+    assert m["sanity"]["passed"] and abs(m["sanity"]["id_vs_id_auroc"] - 0.5) <= m["sanity"]["tolerance"]
+    assert m["flagged_blocks"] == []
+    assert sum(v["requests"] for v in m["splits"].values()) == sample.requests.num_rows
+
+
+def test_sample_sequences_agree_with_the_requests_table(sample):
+    req = sample.split("valid_id").to_pydict()
+    seqs = list(sample.sequences("valid_id"))
+    assert [len(s["name"]) for s in seqs] == req["length"]
+    first = seqs[0]
+    assert set(first["entry"]) <= {1, 2} and np.all(np.diff(first["ts"]) >= 0)
+    assert req["begin_ns"][0] <= first["ts"][0] and first["ts"][-1] <= req["end_ns"][0]
+    thread = next(sample.sequences("valid_id", mode="thread"))
+    assert set(thread["tid"]) == {req["tid"][0]} and len(thread["name"]) < len(first["name"])
+
+
+def test_sample_stats_are_the_papers_table(sample):
+    stats = {s.split: s for s in sample.stats()}
+    train = sample.split("train")
+    assert stats["train"].requests == train.num_rows
+    assert stats["train"].length_mean == pytest.approx(np.mean(train.column("length").to_numpy()))
+    assert stats["train"].duration_ms_mean == pytest.approx(np.mean(train.column("duration_ns").to_numpy()) / 1e6)
+    # IO (mod_dumpio logs every byte) makes requests longer, as in the paper (1828 vs 1106 events)
+    assert stats["test_ood_io"].length_mean > 1.3 * stats["test_id"].length_mean
+
+
+def test_corrupt_or_modified_files_are_named(tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(SAMPLE_DIR, copy)
+    victim = sorted((copy / "events").glob("*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    with pytest.raises(TraceError, match=re.escape(victim.name) + ".*checksum"):
+        load_dataset(copy)
+    ds = load_dataset(copy, verify=False)
+    with pytest.raises(TraceError, match=re.escape(victim.name) + ".*not a readable Parquet"):
+        ds.events(victim.stem)
+    with pytest.raises(TraceError, match="no manifest"):
+        load_dataset(tmp_path)
+    with pytest.raises(TraceError, match="unknown split 'bogus'; valid: train"):
+        ds.split("bogus")
+
+
+# -- the paper's CTF format ----------------------------------------------------------------------
+
+
+def _need_bt2():
+    try:
+        import bt2  # noqa: F401
+    except ImportError:
+        pytest.skip("python3-bt2 not installed (make setup as root installs it)")
+
+
+def test_ctf_reader_applies_the_papers_rule(tmp_path):
+    _need_bt2()
+    from shared.traces.ctf import convert_ctf, read_ctf
+
+    events = read_ctf(FIXTURES / "ctf" / "train")
+    assert events.schema == SCHEMA
+    got = events.to_pydict()
+    assert got["name"][:3] == ["req_begin", "read", "read"] and got["entry"][1:3] == [1, 2]
+    assert got["ret"][2] == 120 and got["ret"][4] == -11 and got["comm"][4] == "php-fpm"
+    assert got["cpu"][3] == 1
+    ds = load_dataset(convert_ctf(FIXTURES / "ctf", tmp_path / "ds"))
+    req = ds.split("train").to_pydict()
+    # the linger enter (connection_state 6) is skipped, so two requests remain
+    assert req["tid"] == [101, 102] and req["length"] == [6, 2] and req["duration_ns"] == [800, 300]
+    seq = next(ds.sequences("train"))
+    assert list(seq["name"]) == ["read", "read", "sendto", "sendto", "writev", "writev"]
+
+
+def test_ctf_errors_name_the_file(tmp_path):
+    _need_bt2()
+    from shared.traces.ctf import convert_ctf
+
+    with pytest.raises(TraceError, match="no CTF metadata"):
+        convert_ctf(tmp_path, tmp_path / "out")
+    bad = tmp_path / "bad" / "kernel"
+    bad.mkdir(parents=True)
+    (bad / "metadata").write_text("/* CTF 1.8 */ this is not metadata")
+    with pytest.raises(TraceError, match=re.escape(str(tmp_path / "bad"))):
+        convert_ctf(tmp_path / "bad", tmp_path / "out")
+
+
+# -- the command line ----------------------------------------------------------------------------
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "shared.traces", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_cli_inspect_prints_the_dataset_table():
+    proc = _cli("inspect", str(SAMPLE_DIR))
+    assert proc.returncode == 0, proc.stderr
+    assert "| split | requests |" in proc.stdout and "| test_ood_io |" in proc.stdout
+    assert "sanity:" in proc.stdout
+
+
+def test_cli_rejects_unknown_behaviour():
+    proc = _cli("collect", "--out", "/tmp/never", "--behaviours", "normal,disk")
+    assert proc.returncode == 2 and "valid: normal, connection, cpu, io, opcache, socket, ssl" in proc.stderr
+
+
+def test_collect_without_root_points_to_the_sample(monkeypatch):
+    from shared.traces import tracefs
+
+    monkeypatch.setattr(tracefs.os, "geteuid", lambda: 1000)
+    with pytest.raises(TraceError, match="needs root.*shared/traces/sample"):
+        tracefs.tracefs_root()
+
+
+def test_sample_manifest_is_json_with_checksums():
+    manifest = json.loads((SAMPLE_DIR / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"requests.parquet"} | {
+        f"events/{p.name}" for p in (SAMPLE_DIR / "events").glob("*.parquet")
+    }
