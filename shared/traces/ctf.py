@@ -10,6 +10,8 @@ code), whose exit is then left unmatched and dropped.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +47,28 @@ def _field(event, name: str, default=None):
         return default
 
 
+_PREFLIGHT = "import sys, bt2; next(iter(bt2.TraceCollectionMessageIterator(sys.argv[1])))"
+
+
+def _preflight(path: Path) -> None:
+    """Open the trace in a child process first: on malformed metadata babeltrace2 2.0's bindings abort
+    the whole interpreter instead of raising, so the child's death becomes an error naming the file."""
+    proc = subprocess.run([sys.executable, "-c", _PREFLIGHT, str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        why = next(
+            (ln for ln in lines if "metadata" in ln.lower() or "error" in ln.lower()), lines[-1] if lines else ""
+        )
+        raise TraceError(f"{path}: not a readable CTF trace (babeltrace2: {why.strip()[:300]})")
+
+
 def read_ctf(path: str | Path) -> pa.Table:
     """Every event of the CTF traces under `path` (all channels, merged by time) as an events table."""
     bt2 = _bt2()
     path = Path(path)
     if not path.exists():
         raise TraceError(f"{path}: no such CTF folder")
+    _preflight(path)
     cols: dict[str, list] = {k: [] for k in ("ts", "cpu", "tid", "pid", "comm", "kind", "name", "entry", "ret")}
     try:
         messages = bt2.TraceCollectionMessageIterator(str(path))
