@@ -55,7 +55,7 @@ bench: check-paper setup  ## speed/memory ratios of one paper: make bench PAPER=
 	$(BIN)/python -m papers.$(PAPER).bench
 
 bench-traces: setup  ## parse rate and tracing overhead of shared/traces (root)
-	$(BIN)/python -m shared.traces bench --out runs/traces-bench
+	$(BIN)/python -m shared.traces bench --out shared/traces/results
 
 lint: setup
 	$(BIN)/ruff check shared papers tests

@@ -67,7 +67,7 @@ def run_bench(out: Path, seconds: int = 4, repeats: int = 3, keep_capture: bool 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []
-    capture = out / "capture"
+    capture = Path(tempfile.mkdtemp(prefix=f"{INSTANCE_PREFIX}bench-", dir="/tmp"))
     with signals_raise(), contextlib.ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix=INSTANCE_PREFIX, dir="/tmp"))
         stack.callback(shutil.rmtree, work, True)
@@ -98,8 +98,8 @@ def run_bench(out: Path, seconds: int = 4, repeats: int = 3, keep_capture: bool 
                         tasks.update(server.tasks())
                         (capture / TASKS_FILE).write_text(json.dumps({str(k): list(v) for k, v in tasks.items()}))
                     else:
-                        tracer.drain(out / "discard")
-                        shutil.rmtree(out / "discard")
+                        tracer.drain(capture / "discard")
+                        shutil.rmtree(capture / "discard")
                     stats["lost_events"] = sum(lost.values())
                 stats["traced"] = traced
                 stats["repeat"] = r
@@ -146,7 +146,9 @@ def run_bench(out: Path, seconds: int = 4, repeats: int = 3, keep_capture: bool 
         },
     }
     atomic_write_json(out / "bench.json", result)
-    if not keep_capture:
+    if keep_capture:
+        log.info("capture kept in %s", capture)
+    else:
         shutil.rmtree(capture, ignore_errors=True)
     print(json.dumps(result, indent=2))
     return result

@@ -55,11 +55,12 @@ def _preflight(path: Path) -> None:
     the whole interpreter instead of raising, so the child's death becomes an error naming the file."""
     proc = subprocess.run([sys.executable, "-c", _PREFLIGHT, str(path)], capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        why = next(
-            (ln for ln in lines if "metadata" in ln.lower() or "error" in ln.lower()), lines[-1] if lines else ""
-        )
-        raise TraceError(f"{path}: not a readable CTF trace (babeltrace2: {why.strip()[:300]})")
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        if proc.returncode < 0:
+            why = "babeltrace2 aborted while opening it: malformed metadata?"
+        else:
+            why = f"babeltrace2: {lines[-1][:300] if lines else 'exit code ' + str(proc.returncode)}"
+        raise TraceError(f"{path}: not a readable CTF trace ({why})")
 
 
 def read_ctf(path: str | Path) -> pa.Table:
