@@ -423,3 +423,9 @@ def test_sample_manifest_is_json_with_checksums():
     assert set(manifest["files"]) == {"requests.parquet"} | {
         f"events/{p.name}" for p in (SAMPLE_DIR / "events").glob("*.parquet")
     }
+
+
+def test_readme_tables_match_the_sample_and_bench_results():
+    from shared.traces.readme import update
+
+    assert not update(write=False), "run: python -m shared.traces readme"

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--split", default=None, help="split name (default: the folder name)")
     t.add_argument("--skip", type=int, default=0, help="requests to skip at the start (the paper: 1000)")
 
+    r = sub.add_parser("readme", help="render README tables from the sample's manifest and bench results")
+    r.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
+
     args = parser.parse_args(argv)
     setup_logging()
     try:
@@ -110,7 +113,17 @@ def _ctf(args) -> int:
     return _inspect(argparse.Namespace(dir=out, mode="global"))
 
 
-COMMANDS = {"collect": _collect, "inspect": _inspect, "bench": _bench, "ctf": _ctf}
+def _readme(args) -> int:
+    from shared.traces.readme import update
+
+    changed = update(write=not args.check)
+    if args.check and changed:
+        print("shared/traces/README.md is out of date: run python -m shared.traces readme", file=sys.stderr)
+        return 1
+    return 0
+
+
+COMMANDS = {"collect": _collect, "inspect": _inspect, "bench": _bench, "ctf": _ctf, "readme": _readme}
 
 if __name__ == "__main__":
     sys.exit(main())
