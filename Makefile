@@ -13,7 +13,7 @@ BT2 := /usr/lib/python3/dist-packages/bt2
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: setup reproduce test bench bench-traces lint list clean check-paper apt bt2
+.PHONY: setup reproduce test bench traces bench-traces lint list clean check-paper apt bt2
 
 setup: $(VENV)/.installed apt bt2  ## create .venv and install everything (seconds when done)
 
@@ -53,6 +53,9 @@ test: setup  ## unit tests, the contract test over every paper, every paper's sm
 
 bench: check-paper setup  ## speed/memory ratios of one paper: make bench PAPER=name
 	$(BIN)/python -m papers.$(PAPER).bench
+
+traces: setup  ## collect a trace dataset, all seven behaviours (root): make traces [OUT=runs/traces/ds]
+	$(BIN)/python -m shared.traces collect --out $(or $(OUT),runs/traces/ds) --behaviours all
 
 bench-traces: setup  ## parse rate and tracing overhead of shared/traces (root)
 	$(BIN)/python -m shared.traces bench --out shared/traces/results
