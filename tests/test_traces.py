@@ -21,9 +21,9 @@ from shared.traces.behaviours import BEHAVIOURS, NOVELTIES
 from shared.traces.elf import symbol_offset
 from shared.traces.events import SCHEMA, decode_capture
 from shared.traces.load import parse_wrk
+from shared.traces.ngram import NgramModel
 from shared.traces.requests import cut_requests
 from shared.traces.ringbuf import read_cpu
-from shared.traces.sanity import NgramModel
 from shared.traces.schedule import schedule, splits_of
 from shared.traces.server import Stack
 from shared.traces.syscalls import syscall_names

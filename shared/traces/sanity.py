@@ -9,7 +9,6 @@ With sequential captures it was 0.72 on a 2-core VM, with alternating blocks 0.4
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,66 +16,11 @@ import numpy as np
 from shared.io import atomic_write_json
 from shared.metrics import auroc
 from shared.traces.dataset import MANIFEST, TraceDataset
+from shared.traces.ngram import NgramModel
 
 log = logging.getLogger(__name__)
 
 TOLERANCE = 0.1  # |AUROC - 0.5| allowed between two normal splits
-
-
-@dataclass
-class NgramModel:
-    """Counts of n-grams and their (n-1)-gram contexts over integer tokens, with [START] padding."""
-
-    order: int
-    vocab: dict[str, int]
-    keys: np.ndarray
-    counts: np.ndarray
-    ctx_keys: np.ndarray
-    ctx_counts: np.ndarray
-
-    @classmethod
-    def fit(cls, sequences: list[np.ndarray], order: int = 3) -> NgramModel:
-        vocab = {"[START]": 0, "[UNKNOWN]": 1}
-        for seq in sequences:
-            for name in np.unique(seq):
-                vocab.setdefault(str(name), len(vocab))
-        grams = np.concatenate([_grams(_encode(s, vocab), order, len(vocab)) for s in sequences])
-        keys, counts = np.unique(grams, return_counts=True)
-        ctx_keys, ctx_counts = np.unique(grams // len(vocab), return_counts=True)
-        return cls(order, vocab, keys, counts, ctx_keys, ctx_counts)
-
-    def log_probs(self, seq: np.ndarray) -> np.ndarray:
-        v = len(self.vocab)
-        grams = _grams(_encode(seq, self.vocab), self.order, v)
-        ctx = grams // v
-        n = _lookup(self.keys, self.counts, grams)
-        d = _lookup(self.ctx_keys, self.ctx_counts, ctx)
-        p = np.where(n > 0, n / np.maximum(d, 1), 1.0 / v)
-        return np.log(p)
-
-    def perplexity(self, seq: np.ndarray) -> float:
-        return float(np.exp(-self.log_probs(seq).mean()))
-
-
-def _encode(seq: np.ndarray, vocab: dict[str, int]) -> np.ndarray:
-    return np.array([vocab.get(str(s), 1) for s in seq], dtype=np.int64)
-
-
-def _grams(tokens: np.ndarray, n: int, v: int) -> np.ndarray:
-    """Integer keys of the n-gram ending at each token (padded with [START]=0); key // v is its context."""
-    padded = np.concatenate([np.zeros(n - 1, dtype=np.int64), tokens])
-    length = len(padded) - n + 1
-    key = np.zeros(length, dtype=np.int64)
-    for k in range(n):
-        key = key * v + padded[k : k + length]
-    return key
-
-
-def _lookup(keys: np.ndarray, counts: np.ndarray, query: np.ndarray) -> np.ndarray:
-    if not len(keys):
-        return np.zeros(len(query), dtype=np.int64)
-    idx = np.clip(np.searchsorted(keys, query), 0, len(keys) - 1)
-    return np.where(keys[idx] == query, counts[idx], 0)
 
 
 def perplexities(model: NgramModel, ds: TraceDataset, split: str) -> np.ndarray:
