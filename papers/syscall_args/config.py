@@ -1,0 +1,95 @@
+"""The experiment's config, whole: one dataclass tree, loaded from configs/<scale>.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.config import ConfigError
+
+# The paper's ablation: which argument groups enter the embedding, and the name embedding's size.
+SETTINGS = {
+    "name": {"groups": (), "name_dim": 32},
+    "name_64": {"groups": (), "name_dim": 64},  # the "compensated" baseline: as many dims, no arguments
+    "time": {"groups": ("time",), "name_dim": 32},
+    "call": {"groups": ("call",), "name_dim": 32},
+    "proc": {"groups": ("proc",), "name_dim": 32},
+    "all": {"groups": ("call", "proc", "time"), "name_dim": 32},
+}
+# (model, task) pairs the paper ran.
+EXPERIMENTS = ("lstm_lm", "transformer_lm", "transformer_mlm")
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None  # a shared.traces dataset; null = shared/traces/sample
+    window: int = 256  # consecutive syscall events per sequence (the logged runs: 256)
+    behaviours: list[str] = field(default_factory=lambda: ["normal"])
+    max_train: int | None = None  # windows per split (null = all)
+    max_eval: int | None = None
+
+
+@dataclass
+class EmbeddingConfig:
+    """Sizes from source/LSTM.py and source/Transformer.py: entry/exit and return are added to the
+    name embedding; process name (16), pid and tid (4 each, base 1000), time (8, base 1e4) and the
+    Transformer's ordering (8) are concatenated."""
+
+    proc: int = 16
+    pid: int = 4
+    tid: int = 4
+    time: int = 8
+    ordering: int = 8
+
+
+@dataclass
+class ModelConfig:
+    lstm_hidden: int = 96
+    lstm_layers: int = 2
+    lstm_dropout: float = 0.5
+    layers: int = 6
+    heads: int = 8
+    ffn: int = 128
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    batch_size: dict[str, int] = field(default_factory=lambda: {"lm": 64, "mlm": 128})
+    lr: float = 1e-3
+    eval_every: dict[str, int] = field(default_factory=lambda: {"lm": 1000, "mlm": 500})
+    patience: int = 5  # evaluations without a validation-accuracy gain above min_delta
+    min_delta: float = 0.001
+    max_epochs: int = 100
+    max_updates: int = -1
+    max_seconds: float | None = None  # wall-clock cap per run (mini, CPU)
+    mask_rate: float = 0.25
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_threads: int = 0
+
+
+@dataclass
+class Config:
+    scale: str
+    data: DataConfig
+    experiments: list[str]
+    settings: list[str]
+    seeds: list[int]
+    ngram_orders: list[int] = field(default_factory=lambda: [2, 3, 4])
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        bad = [e for e in self.experiments if e not in EXPERIMENTS]
+        if bad:
+            raise ConfigError(f"experiments: unknown {bad}; valid: {', '.join(EXPERIMENTS)}")
+        bad = [s for s in self.settings if s not in SETTINGS]
+        if bad:
+            raise ConfigError(f"settings: unknown {bad}; valid: {', '.join(SETTINGS)}")
+        if self.data.window < 4:
+            raise ConfigError(f"data.window must be >= 4 (got {self.data.window})")
+        if not 0 < self.train.mask_rate < 1:
+            raise ConfigError(f"train.mask_rate must be in (0, 1) (got {self.train.mask_rate})")

@@ -1,0 +1,152 @@
+"""Train one (model, task, argument setting) with Lightning and report its accuracy.
+
+LM: predict each next syscall name. MLM: a `mask_rate` share of positions is chosen; 80% of those get
+the [MASK] name and, 80% of the time, all their arguments zeroed; 10% a random name; 10% stay. Adam 1e-3;
+validation accuracy every `eval_every` updates; stop after `patience` validations without a gain above
+`min_delta`; the best validation checkpoint is the one tested.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
+from torch import nn
+
+from papers.syscall_args.config import TrainConfig
+from papers.syscall_args.model import CALL
+from shared.progress import bars_enabled
+from shared.traces.tokens import PAD
+
+IGNORE = -100
+
+
+def mask_batch(x: torch.Tensor, rate: float, n_names: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masked input, targets with IGNORE where not chosen), by the 80/10/10 rule."""
+    chosen = torch.rand(x.shape[:2], generator=g) < rate
+    y = torch.where(chosen, x[..., CALL], torch.full_like(x[..., CALL], IGNORE))
+    roll = torch.rand(x.shape[:2], generator=g)
+    masked = x.clone()
+    to_mask = chosen & (roll < 0.8)
+    to_random = chosen & (roll >= 0.8) & (roll < 0.9)
+    masked[..., CALL] = torch.where(to_mask, torch.full_like(y, PAD), masked[..., CALL])
+    random_names = torch.randint(5, max(n_names, 6), x.shape[:2], generator=g)
+    masked[..., CALL] = torch.where(to_random, random_names, masked[..., CALL])
+    zero_args = to_mask & (torch.rand(x.shape[:2], generator=g) < 0.8)
+    masked[..., CALL + 1 :] = masked[..., CALL + 1 :] * (~zero_args).unsqueeze(-1)
+    return masked, y
+
+
+def inputs_targets(x: torch.Tensor, task: str, rate: float, n_names: int, g: torch.Generator):
+    if task == "lm":
+        return x[:, :-1], x[:, 1:, CALL]
+    return mask_batch(x, rate, n_names, g)
+
+
+class LitModel(L.LightningModule):
+    def __init__(self, model: nn.Module, task: str, cfg: TrainConfig, n_names: int, seed: int):
+        super().__init__()
+        self.model, self.task, self.cfg, self.n_names = model, task, cfg, n_names
+        self.g = torch.Generator().manual_seed(seed)
+
+    def _step(self, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inp, y = inputs_targets(x.cpu(), self.task, self.cfg.mask_rate, self.n_names, g)
+        inp, y = inp.to(self.device), y.to(self.device)
+        logits = self.model(inp)
+        loss = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE)
+        valid = y != IGNORE
+        correct = ((logits.argmax(-1) == y) & valid).sum()
+        return loss, correct, valid.sum()
+
+    def training_step(self, batch: torch.Tensor, _idx: int) -> torch.Tensor:
+        loss, _, _ = self._step(batch, self.g)
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = [0, 0]
+        self._val_g = torch.Generator().manual_seed(1234)  # the same masks at every validation
+
+    def validation_step(self, batch: torch.Tensor, _idx: int) -> None:
+        _, correct, total = self._step(batch, self._val_g)
+        self._val[0] += int(correct)
+        self._val[1] += int(total)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val_acc", self._val[0] / max(self._val[1], 1), prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: np.ndarray, task: str, cfg: TrainConfig, n_names: int, batch: int = 128) -> float:
+    """Accuracy of next (LM) or masked (MLM) name prediction over windows `x` (fixed masks, seed 4321)."""
+    model.eval()
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(4321)
+    correct = total = 0
+    for i in range(0, len(x), batch):
+        inp, y = inputs_targets(torch.from_numpy(x[i : i + batch]), task, cfg.mask_rate, n_names, g)
+        logits = model(inp.to(device))
+        valid = y.to(device) != IGNORE
+        correct += int(((logits.argmax(-1) == y.to(device)) & valid).sum())
+        total += int(valid.sum())
+    return correct / max(total, 1)
+
+
+@dataclass
+class Fit:
+    updates: int
+    seconds: float
+    best_val_acc: float
+    test_acc: float
+    parameters: int
+
+
+def fit(model: nn.Module, task: str, windows: dict, cfg: TrainConfig, n_names: int, seed: int, ckpt_dir: Path) -> Fit:
+    L.seed_everything(seed, workers=True, verbose=False)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    batch = cfg.batch_size[task]
+    train_x = torch.from_numpy(windows["train"].x)
+    loader = torch.utils.data.DataLoader(
+        train_x, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(seed), drop_last=False
+    )
+    valid = torch.utils.data.DataLoader(torch.from_numpy(windows["valid_id"].x), batch_size=batch)
+    eval_every = min(cfg.eval_every[task], len(loader))
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_acc", mode="max", save_last=True)
+    callbacks: list[Callback] = [
+        ckpt,
+        EarlyStopping("val_acc", min_delta=cfg.min_delta, patience=cfg.patience, mode="max"),
+    ]
+    if cfg.max_seconds:
+        callbacks.append(Timer(duration=timedelta(seconds=cfg.max_seconds), interval="step"))
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs, max_steps=cfg.max_updates, val_check_interval=eval_every,
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, accelerator=cfg.accelerator, devices=cfg.devices,
+        strategy=cfg.strategy, precision=cfg.precision, callbacks=callbacks, logger=False,
+        enable_progress_bar=bars_enabled(), enable_model_summary=False, deterministic=True, default_root_dir=ckpt_dir,
+    )  # fmt: skip
+    lit = LitModel(model, task, cfg, n_names, seed)
+    last = ckpt_dir / "last.ckpt"
+    start = time.perf_counter()
+    trainer.fit(lit, loader, valid, ckpt_path=str(last) if last.is_file() else None)
+    seconds = time.perf_counter() - start
+    if ckpt.best_model_path:
+        lit.load_state_dict(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"])
+    model.to("cpu")
+    return Fit(
+        updates=trainer.global_step,
+        seconds=seconds,
+        best_val_acc=float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan"),
+        test_acc=accuracy(model, windows["test_id"].x, task, cfg, n_names),
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
