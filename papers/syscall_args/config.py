@@ -60,8 +60,12 @@ class TrainConfig:
     patience: int = 5  # evaluations without a validation-accuracy gain above min_delta
     min_delta: float = 0.001
     max_epochs: int = 100
-    max_updates: int = -1
-    max_seconds: float | None = None  # wall-clock cap per run (mini, CPU)
+    # update budget per model/task pair (-1: until early stopping / max_epochs); a fixed budget keeps
+    # the settings comparable whatever else the machine is doing
+    max_updates: dict[str, int] = field(
+        default_factory=lambda: {"lstm_lm": -1, "transformer_lm": -1, "transformer_mlm": -1}
+    )
+    max_seconds: float | None = None  # wall-clock safety cap per run
     mask_rate: float = 0.25
     accelerator: str = "auto"
     devices: int | str = 1

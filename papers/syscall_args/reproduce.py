@@ -43,7 +43,7 @@ def run_one(run: Run, cfg: Config, experiment: str, setting: str, seed: int, voc
     seed_everything(seed)
     model = build_model(experiment, SETTINGS[setting], cfg.embedding, cfg.model, len(vocab.names), len(vocab.procs))
     ckpt = run.dir / "checkpoints" / f"{experiment}-{setting}-seed{seed}"
-    result = fit(model, experiment.split("_")[1], windows, cfg.train, len(vocab.names), seed, ckpt)
+    result = fit(model, experiment, windows, cfg.train, len(vocab.names), seed, ckpt)
     shutil.rmtree(ckpt, ignore_errors=True)
     log.info(
         "%s %s seed %d: test accuracy %.4f (validation %.4f), %d updates in %.0f s, %d parameters",

@@ -111,7 +111,10 @@ class Fit:
     parameters: int
 
 
-def fit(model: nn.Module, task: str, windows: dict, cfg: TrainConfig, n_names: int, seed: int, ckpt_dir: Path) -> Fit:
+def fit(
+    model: nn.Module, experiment: str, windows: dict, cfg: TrainConfig, n_names: int, seed: int, ckpt_dir: Path
+) -> Fit:  # noqa: E501
+    task = experiment.split("_")[1]
     L.seed_everything(seed, workers=True, verbose=False)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -130,7 +133,7 @@ def fit(model: nn.Module, task: str, windows: dict, cfg: TrainConfig, n_names: i
     if cfg.max_seconds:
         callbacks.append(Timer(duration=timedelta(seconds=cfg.max_seconds), interval="step"))
     trainer = L.Trainer(
-        max_epochs=cfg.max_epochs, max_steps=cfg.max_updates, val_check_interval=eval_every,
+        max_epochs=cfg.max_epochs, max_steps=cfg.max_updates.get(experiment, -1), val_check_interval=eval_every,
         check_val_every_n_epoch=None, num_sanity_val_steps=0, accelerator=cfg.accelerator, devices=cfg.devices,
         strategy=cfg.strategy, precision=cfg.precision, callbacks=callbacks, logger=False,
         enable_progress_bar=bars_enabled(), enable_model_summary=False, deterministic=True, default_root_dir=ckpt_dir,

@@ -68,8 +68,8 @@ def test_windows_from_the_sample():
 
 def test_same_seed_same_accuracy(tmp_path):
     vocab, windows, _ = load_windows(DataConfig(window=32, max_train=64, max_eval=16))
-    cfg = TrainConfig(batch_size={"lm": 16, "mlm": 16}, eval_every={"lm": 2, "mlm": 2}, max_updates=4,
-                      accelerator="cpu", num_threads=1)  # fmt: skip
+    cfg = TrainConfig(batch_size={"lm": 16, "mlm": 16}, eval_every={"lm": 2, "mlm": 2},
+                      max_updates={"transformer_mlm": 4}, accelerator="cpu", num_threads=1)  # fmt: skip
     tiny = ModelConfig(layers=1, heads=2, ffn=16, lstm_hidden=8, lstm_layers=1)
 
     def run(seed: int, where: str) -> float:
@@ -77,7 +77,7 @@ def test_same_seed_same_accuracy(tmp_path):
         model = build_model(
             "transformer_mlm", SETTINGS["all"], EmbeddingConfig(), tiny, len(vocab.names), len(vocab.procs)
         )
-        return fit(model, "mlm", windows, cfg, len(vocab.names), seed, tmp_path / where).test_acc
+        return fit(model, "transformer_mlm", windows, cfg, len(vocab.names), seed, tmp_path / where).test_acc
 
     assert run(0, "a") == run(0, "b")
 
