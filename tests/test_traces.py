@@ -17,7 +17,7 @@ import pytest
 
 from shared.metrics import auroc
 from shared.traces import SAMPLE_DIR, TraceError, load_dataset, parse_behaviours
-from shared.traces.behaviours import BEHAVIOURS, NOVELTIES
+from shared.traces.behaviours import BEHAVIOURS, NOVELTIES, PAPER_SEVEN
 from shared.traces.elf import symbol_offset
 from shared.traces.events import SCHEMA, decode_capture
 from shared.traces.load import parse_wrk
@@ -227,7 +227,7 @@ def test_cut_requests_global_rule_by_hand():
 
 
 def test_schedule_alternates_and_separates_splits():
-    blocks = schedule(list(BEHAVIOURS), rounds=4)
+    blocks = schedule(list(PAPER_SEVEN), rounds=4)
     behaviours = [b.behaviour for b in blocks]
     assert all(a == "normal" or b == "normal" for a, b in zip(behaviours, behaviours[1:], strict=False))
     by_split = {}
@@ -244,7 +244,7 @@ def test_schedule_alternates_and_separates_splits():
 
 
 def test_behaviours_parse_and_reject():
-    assert [b.name for b in parse_behaviours("all")] == list(BEHAVIOURS)
+    assert [b.name for b in parse_behaviours("all")] == list(PAPER_SEVEN)
     assert [b.name for b in parse_behaviours("cpu,normal,cpu")] == ["cpu", "normal"]
     with pytest.raises(TraceError, match=r"unknown behaviour.*'disk'.*valid: normal, connection, cpu"):
         parse_behaviours("normal,disk")
@@ -305,7 +305,7 @@ def test_sample_is_small_complete_and_self_describing(sample):
     size = sum(f.stat().st_size for f in SAMPLE_DIR.rglob("*") if f.is_file())
     assert size <= 20 * 1024 * 1024
     m = sample.manifest
-    assert {b["behaviour"] for b in m["blocks"]} == set(BEHAVIOURS)
+    assert {b["behaviour"] for b in m["blocks"]} == set(PAPER_SEVEN)
     assert {"train", "valid_id", "test_id"} <= set(sample.splits)
     assert all(f"{s}_ood_{n}" in sample.splits for n in NOVELTIES for s in ("valid", "test"))
     assert 2000 <= sample.requests.num_rows <= 20000

@@ -50,6 +50,29 @@ $row = $st->fetch(PDO::FETCH_ASSOC);
 echo $row['first_name'], ' ', $row['last_name'], "\\n";
 """
 
+CONTENTION_PHP = """<?php
+// A file cache behind a lock (request_analysis's injected contention): most requests read the cache
+// under a shared flock; 1 in {every} rebuilds it from {files} source files under an exclusive flock, and
+// everyone arriving meanwhile waits.
+$lock = fopen('{dir}/cache.lock', 'c');
+if (mt_rand(1, {every}) === 1) {
+    flock($lock, LOCK_EX);
+    $index = [];
+    foreach (glob('{dir}/lib/*.php') as $file) {
+        $stat = stat($file);
+        $index[basename($file)] = [$stat['mtime'], md5(file_get_contents($file))];
+    }
+    file_put_contents('{dir}/cache.json', json_encode($index));
+    flock($lock, LOCK_UN);
+} else {
+    flock($lock, LOCK_SH);
+    $index = @file_get_contents('{dir}/cache.json');
+    flock($lock, LOCK_UN);
+}
+fclose($lock);
+"""
+CACHE_FILES, CACHE_EVERY = 400, 40
+
 MARKER_PHP = """<?php
 // Request boundaries through trace_marker, for binaries whose request functions cannot be uprobed.
 @file_put_contents('{marker}', "req_begin");
@@ -195,11 +218,28 @@ class Stack:
             "extension = pdo",
             "extension = pdo_mysql",
         ]
+        prepends = []
+        if b.cache_contention:
+            cache = self.work / "cache"
+            (cache / "lib").mkdir(parents=True, exist_ok=True)
+            for i in range(CACHE_FILES):
+                (cache / "lib" / f"m{i:03d}.php").write_text(f"<?php // module {i}\n" + "$x = 1;\n" * 200)
+            shutil.chown(cache, self.php_user, self.php_user)
+            page = self.work / "www/contention.php"
+            text = CONTENTION_PHP.replace("{dir}", str(cache)).replace("{every}", str(CACHE_EVERY))
+            page.write_text(text.replace("{files}", str(CACHE_FILES)))
+            page.chmod(0o644)
+            prepends.append(page)
         if self.marker is not None:
             prepend = self.work / "www/marker.php"
             prepend.write_text(MARKER_PHP.replace("{marker}", str(self.marker)))
             prepend.chmod(0o644)
-            lines.append(f"auto_prepend_file = {prepend}")
+            prepends.insert(0, prepend)
+        if len(prepends) == 2:  # one auto_prepend_file: the marker page includes the contention page
+            marker_page = prepends[0]
+            marker_page.write_text(marker_page.read_text() + f"include '{prepends[1]}';\n")
+        if prepends:
+            lines.append(f"auto_prepend_file = {prepends[0]}")
         if b.opcache:  # the paper's OPcache settings; the 'opcache' behaviour drops the extension
             lines += [
                 "zend_extension = opcache",
@@ -231,7 +271,7 @@ class Stack:
         """Bring the stack to behaviour `b`, restarting only the servers whose configuration differs."""
         if "mariadb" not in self.procs:
             self._start_mariadb()
-        if self._differs("php", b, ("opcache",)):
+        if self._differs("php", b, ("opcache", "cache_contention")):
             self._restart("php", self._start_php, b)
         if self._differs("apache", b, ("max_request_workers", "keepalive", "ssl", "dumpio")):
             self._restart("apache", self._start_apache, b)
