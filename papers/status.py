@@ -34,3 +34,25 @@ def update_all_readmes(write: bool) -> list[Path]:
     sections = [(p.dir / "README.md", render_paper_results(p.dir), BEGIN, END) for p in papers]
     sections.append((README, render_status_table(papers), STATUS_BEGIN, STATUS_END))
     return [path for path, body, begin, end in sections if update_readme(path, body, begin, end, write=write)]
+
+
+def publish_run(run_dir: Path, paper_dir: Path, scale: str, figures: list[str]) -> None:
+    """--publish: copy a run's results.json and figures to the paper's results/<scale>/ and re-render
+    every README table from the committed results."""
+    from shared.run import publish
+
+    publish(run_dir, paper_dir, scale, figures)
+    update_all_readmes(write=True)
+
+
+def finish_run(run, args, paper_dir: Path, results, started: float) -> int:
+    """The end of every reproduce.py: say where the results are; with --publish, publish them."""
+    import logging
+    import time
+
+    logging.getLogger(paper_dir.name).info(
+        "done in %.1f s; results in %s", time.perf_counter() - started, run.results_path()
+    )
+    if args.publish:
+        publish_run(run.dir, paper_dir, args.scale, results.figures)
+    return 0

@@ -12,8 +12,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
 
 from shared.environment import REPO_ROOT
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -94,3 +99,44 @@ def parse_reproduce_args(paper_dir: Path, stages: Sequence[str], argv: Sequence[
         fresh=ns.fresh,
         command=command.strip(),
     )
+
+
+def load_paper_config(cls: type[T], paper_dir: Path, args: ReproduceArgs) -> T:
+    """The scale's config with --set overrides (and --seeds, when the config has seeds); a config that
+    does not load exits with status 2 and one line naming the problem."""
+    from shared.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(cls, paper_dir / "configs" / f"{args.scale}.yaml", args.overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    if args.seeds and hasattr(cfg, "seeds"):
+        cfg.seeds = args.seeds
+    return cfg
+
+
+def dry_run(cfg: Any, all_stages: Sequence[str], stages: set[str]) -> int:
+    """--dry-run: print the resolved config and the plan."""
+    from shared.config import to_dict
+
+    print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    print(f"stages: {', '.join(s for s in all_stages if s in stages)}; seeds: {getattr(cfg, 'seeds', '-')}")
+    return 0
+
+
+def begin(
+    paper_dir: Path, stages: Sequence[str], cls: type[T], argv: Sequence[str] | None
+) -> tuple[ReproduceArgs, T, set[str]] | None:  # noqa: E501
+    """The start of every reproduce.py: logging, flags, the scale's config and the chosen stages; None when
+    --dry-run has printed the plan (there is nothing to run)."""
+    from shared.progress import setup_logging
+
+    setup_logging()
+    args = parse_reproduce_args(paper_dir, stages, argv)
+    cfg = load_paper_config(cls, paper_dir, args)
+    chosen = set(args.stages or stages)
+    if args.dry_run:
+        dry_run(cfg, stages, chosen)
+        return None
+    return args, cfg, chosen

@@ -101,6 +101,15 @@ class Run:
         with np.load(path, allow_pickle=False) as data:
             return {k: (data[k].item() if data[k].ndim == 0 else data[k]) for k in data.files}
 
+    def cached_json(self, stage: str, key: Any, compute: Callable[[], dict]) -> dict:
+        """As `cached`, for a nested JSON-able result (a summary rather than arrays)."""
+        path = self.cache_dir / f"{stage}-{content_hash(key)}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        value = compute()
+        atomic_write_json(path, value)
+        return json.loads(path.read_text())  # the same types a rerun reads back
+
     def _cache_path(self, stage: str, key: Any) -> Path:
         return self.cache_dir / f"{stage}-{content_hash(key)}.npz"
 

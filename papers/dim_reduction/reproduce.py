@@ -25,11 +25,11 @@ from papers.dim_reduction import data as datasets
 from papers.dim_reduction.config import METHODS, Config
 from papers.dim_reduction.knn import knn_score
 from papers.dim_reduction.report import write_report
-from shared.cli import parse_reproduce_args
-from shared.config import ConfigError, load_config, to_dict
+from shared.cli import begin
+from shared.config import to_dict
 from shared.data.errors import CorruptDataError, DatasetNotFoundError
-from shared.progress import get_logger, progress, setup_logging
-from shared.run import Run, content_hash, publish
+from shared.progress import get_logger, progress
+from shared.run import Run, content_hash
 from shared.seeding import seed_everything
 
 PAPER_DIR = Path(__file__).resolve().parent
@@ -163,20 +163,9 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    args = parse_reproduce_args(PAPER_DIR, STAGES, argv)
-    try:
-        cfg = load_config(Config, PAPER_DIR / "configs" / f"{args.scale}.yaml", args.overrides)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.seeds:
-        cfg.seeds = args.seeds
-    stages = set(args.stages or STAGES)
-    if args.dry_run:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        print(f"stages: {', '.join(s for s in STAGES if s in stages)}; seeds: {cfg.seeds}")
+    if (started := begin(PAPER_DIR, STAGES, Config, argv)) is None:
         return 0
+    args, cfg, stages = started
     run = Run("dim_reduction", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()
     try:
@@ -186,13 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with run.stage("report"):
         results = write_report(run, cfg, curves, load_paper_meta(), args.command)
-    log.info("done in %.1f s; results in %s", time.perf_counter() - start, run.results_path())
-    if args.publish:
-        publish(run.dir, PAPER_DIR, args.scale, results.figures)
-        from papers.status import update_all_readmes
+    from papers.status import finish_run
 
-        update_all_readmes(write=True)
-    return 0
+    return finish_run(run, args, PAPER_DIR, results, start)
 
 
 if __name__ == "__main__":

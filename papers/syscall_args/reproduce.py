@@ -20,10 +20,10 @@ from papers.syscall_args.data import DataError, load_windows
 from papers.syscall_args.model import build_model
 from papers.syscall_args.report import write_report
 from papers.syscall_args.train import fit
-from shared.cli import parse_reproduce_args
-from shared.config import ConfigError, load_config, to_dict
-from shared.progress import get_logger, setup_logging
-from shared.run import Run, content_hash, publish
+from shared.cli import begin
+from shared.config import to_dict
+from shared.progress import get_logger
+from shared.run import Run, content_hash
 from shared.seeding import seed_everything
 from shared.traces import TraceError
 from shared.traces.ngram import NgramModel
@@ -60,20 +60,9 @@ def run_one(run: Run, cfg: Config, experiment: str, setting: str, seed: int, voc
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    args = parse_reproduce_args(PAPER_DIR, STAGES, argv)
-    try:
-        cfg = load_config(Config, PAPER_DIR / "configs" / f"{args.scale}.yaml", args.overrides)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.seeds:
-        cfg.seeds = args.seeds
-    stages = set(args.stages or STAGES)
-    if args.dry_run:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        print(f"stages: {', '.join(s for s in STAGES if s in stages)}; seeds: {cfg.seeds}")
+    if (started := begin(PAPER_DIR, STAGES, Config, argv)) is None:
         return 0
+    args, cfg, stages = started
     run = Run("syscall_args", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()
     try:
@@ -109,13 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                     outputs[(experiment, setting, seed)] = found
     with run.stage("report"):
         results = write_report(run, cfg, outputs, ngrams, windows, load_paper_meta(), args.command)
-    log.info("done in %.1f s; results in %s", time.perf_counter() - start, run.results_path())
-    if args.publish:
-        publish(run.dir, PAPER_DIR, args.scale, results.figures)
-        from papers.status import update_all_readmes
+    from papers.status import finish_run
 
-        update_all_readmes(write=True)
-    return 0
+    return finish_run(run, args, PAPER_DIR, results, start)
 
 
 def load_paper_meta() -> dict:

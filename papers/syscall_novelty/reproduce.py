@@ -24,10 +24,10 @@ from papers.syscall_novelty.evaluate import score_split
 from papers.syscall_novelty.model import build_model
 from papers.syscall_novelty.report import write_report
 from papers.syscall_novelty.train import train
-from shared.cli import parse_reproduce_args
-from shared.config import ConfigError, load_config, to_dict
-from shared.progress import get_logger, setup_logging
-from shared.run import Run, content_hash, publish
+from shared.cli import begin
+from shared.config import to_dict
+from shared.progress import get_logger
+from shared.run import Run, content_hash
 from shared.seeding import seed_everything
 from shared.traces import TraceError
 from shared.traces.ngram import NgramModel
@@ -84,20 +84,9 @@ def run_model(run: Run, cfg: Config, kind: str, vocab, splits: dict[str, Split],
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    args = parse_reproduce_args(PAPER_DIR, STAGES, argv)
-    try:
-        cfg = load_config(Config, PAPER_DIR / "configs" / f"{args.scale}.yaml", args.overrides)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.seeds:
-        cfg.seeds = args.seeds
-    stages = set(args.stages or STAGES)
-    if args.dry_run:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        print(f"stages: {', '.join(s for s in STAGES if s in stages)}; seeds: {cfg.seeds}")
+    if (started := begin(PAPER_DIR, STAGES, Config, argv)) is None:
         return 0
+    args, cfg, stages = started
     run = Run("syscall_novelty", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()
     try:
@@ -135,13 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                 outputs[(kind, seed)] = found
     with run.stage("report"):
         results = write_report(run, cfg, ds, splits, novelties, outputs, load_paper_meta(), args.command)
-    log.info("done in %.1f s; results in %s", time.perf_counter() - start, run.results_path())
-    if args.publish:
-        publish(run.dir, PAPER_DIR, args.scale, results.figures)
-        from papers.status import update_all_readmes
+    from papers.status import finish_run
 
-        update_all_readmes(write=True)
-    return 0
+    return finish_run(run, args, PAPER_DIR, results, start)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""request_analysis: the tables' reader and its errors, thread states by hand, the pipeline's behaviour."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from papers.request_analysis.data import DEFAULT, DataError, load_group, load_tables
+from papers.request_analysis.pipeline import analyse, cluster_outliers, outliers
+from papers.request_analysis.states import CODE, HEADER, N_STATES
+from papers.request_analysis.traces import S, Timeline, requests_from_traces, thread_states
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample"
+
+
+def _write_group(folder: Path, gid: str = "7", rows: int = 3, gz: bool = True) -> None:
+    def put(kind: str, lines: list[str]) -> None:
+        text = "\n".join(lines) + "\n"
+        path = folder / (f"{gid}_{kind}.csv" + (".gz" if gz else ""))
+        path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+
+    keys = [f"{gid}_1_{1000 + i}" for i in range(rows)]
+    times = [[0, 10, 20, 0, 5, 0, 0, 0, 0, 0] for _ in keys]
+    put("count", [",".join([k, "0", "2", "1", "0", "1", "0", "0", "0", "0", "0", "35"]) for k in keys])
+    put("times", [",".join([k, *map(str, t), str(sum(t))]) for k, t in zip(keys, times, strict=True)])
+    put("states", [f"{k}:2142$" for k in keys])
+    put("syscalls", [f"{k}:read,write,close,$" for k in keys])
+
+
+def test_reads_a_group(tmp_path):
+    _write_group(tmp_path)
+    req = load_group(tmp_path, "7")
+    assert len(req) == 3 and req.times_ns.shape == (3, N_STATES) and req.duration_ns.tolist() == [35] * 3
+    assert req.states[0] == "2142" and req.syscalls[0] == ["read", "write", "close"]
+
+
+def test_missing_file_is_named(tmp_path):
+    _write_group(tmp_path)
+    (tmp_path / "7_states.csv.gz").unlink()
+    with pytest.raises(DataError, match="group 7 has no 7_states.csv"):
+        load_tables(tmp_path)
+
+
+def test_mismatched_keys_and_bad_rows_are_named(tmp_path):
+    _write_group(tmp_path, gz=False)
+    lines = (tmp_path / "7_syscalls.csv").read_text().splitlines()
+    (tmp_path / "7_syscalls.csv").write_text("\n".join(lines[:2] + ["7_1_9999:read,$"]) + "\n")
+    with pytest.raises(DataError, match=r"7_syscalls.csv: its request keys differ"):
+        load_group(tmp_path, "7")
+    _write_group(tmp_path, gz=False)
+    (tmp_path / "7_times.csv").write_text("7_1_1000,1,2,3\n")
+    with pytest.raises(DataError, match=r"7_times.csv:1: 4 fields"):
+        load_group(tmp_path, "7")
+    _write_group(tmp_path, gz=False)
+    (tmp_path / "7_states.csv").write_text("\n".join(f"7_1_{1000 + i}:21x2$" for i in range(3)) + "\n")
+    with pytest.raises(DataError, match=r"7_states.csv: row 1 \(7_1_1000\): a state that is not a digit"):
+        load_group(tmp_path, "7")
+
+
+def test_thread_states_by_hand():
+    # user 0-10, read 10-20 (sleeps 12-18, woken 17, back on CPU 18), user 20-25, preempted 25-30, user to 40
+    tl = Timeline(
+        ts=np.array([10, 12, 17, 18, 20, 25, 30]),
+        kind=np.array([0, 2, 4, 3, 1, 2, 3]),
+        name=np.array(["read", "", "", "", "read", "", ""], dtype=object),
+        state=np.array([0, 1, 0, 0, 0, 0, 0]),
+    )
+    times, counts, digits, calls = thread_states(tl, 0, 40)
+    expect = np.zeros(N_STATES, dtype=int)
+    expect[S["USERMODE"]] = 10 + 5 + 10
+    expect[S["SYSTEMCALL"]] = 2 + 2
+    expect[S["BLOCKED_WAITPROCESS"]] = 5
+    expect[S["BLOCKED_CPU"]] = 1 + 5
+    assert times.tolist() == expect.tolist() and times.sum() == 40
+    assert digits == "21641242" and counts.sum() == len(digits) and calls == ["read"]
+
+
+def test_traces_sample_features_are_consistent():
+    from shared.traces import load_dataset
+
+    req, labels = requests_from_traces(load_dataset(SAMPLE))
+    assert len(req) == len(labels) > 1000 and set(labels) == {"normal", "contention"}
+    assert np.array_equal(req.times_ns.sum(1), req.duration_ns) and (req.times_ns >= 0).all()
+    assert np.array_equal(req.counts.sum(1), [len(d) for d in req.states])
+
+
+def test_dbscan_and_kmeans_find_planted_groups():
+    rng = np.random.default_rng(0)
+    normal = rng.normal(100, 5, (500, N_STATES)).clip(0)
+    slow = rng.normal(100, 5, (6, N_STATES)).clip(0)
+    slow[:, 3] += 400
+    x = np.vstack([normal, slow])
+    out = outliers(x, eps=25, min_samples=20)
+    assert out[-6:].all() and out[:-6].sum() == 0
+    counts = np.vstack(
+        [np.tile([1, 2, 3, 0, 0, 0, 0, 0, 0, 0], (10, 1)), np.tile([9, 9, 9, 0, 0, 0, 0, 0, 0, 0], (4, 1))]
+    )
+    labels = cluster_outliers(counts + rng.random(counts.shape) * 0.1, k=2)
+    assert labels[:10].tolist() == [0] * 10 and labels[10:].tolist() == [1] * 4  # numbered by size
+
+
+def test_state_order_does_not_change_outliers_or_clusters():
+    assert HEADER[6] == CODE[7] and HEADER[7] == CODE[6]
+    rng = np.random.default_rng(1)
+    x = np.vstack([rng.normal(50, 3, (300, N_STATES)), rng.normal(50, 3, (8, N_STATES)) + 200])
+    swapped = x[:, [0, 1, 2, 3, 4, 5, 7, 6, 8, 9]]
+    assert np.array_equal(outliers(x, 25, 20), outliers(swapped, 25, 20))
+    c = rng.integers(0, 50, (30, N_STATES))
+    assert np.array_equal(cluster_outliers(c, 3), cluster_outliers(c[:, [0, 1, 2, 3, 4, 5, 7, 6, 8, 9]], 3))
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.skipif(not DEFAULT.is_dir(), reason=f"the authors' tables are absent ({DEFAULT})")
+def test_the_papers_numbers_on_the_authors_tables():
+    req = load_tables(DEFAULT)
+    assert len(req) == 45413
+    a = analyse(req, 5.0, 25, 100, 3)
+    assert a.dropped == 2 and a.outlier.sum() == 157 and np.bincount(a.cluster).tolist() == [116, 36, 5]
