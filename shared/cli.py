@@ -127,16 +127,18 @@ def dry_run(cfg: Any, all_stages: Sequence[str], stages: set[str]) -> int:
 
 def begin(
     paper_dir: Path, stages: Sequence[str], cls: type[T], argv: Sequence[str] | None
-) -> tuple[ReproduceArgs, T, set[str]] | None:  # noqa: E501
-    """The start of every reproduce.py: logging, flags, the scale's config and the chosen stages; None when
-    --dry-run has printed the plan (there is nothing to run)."""
+) -> tuple[ReproduceArgs, T, set[str]] | int:
+    """The start of every reproduce.py: logging, flags, the scale's config and the chosen stages; or the
+    exit status to return at once (0 after --dry-run printed the plan, 2 for a config that does not load)."""
     from shared.progress import setup_logging
 
     setup_logging()
     args = parse_reproduce_args(paper_dir, stages, argv)
-    cfg = load_paper_config(cls, paper_dir, args)
+    try:
+        cfg = load_paper_config(cls, paper_dir, args)
+    except SystemExit as exc:
+        return int(exc.code or 2)
     chosen = set(args.stages or stages)
     if args.dry_run:
-        dry_run(cfg, stages, chosen)
-        return None
+        return dry_run(cfg, stages, chosen)
     return args, cfg, chosen

@@ -163,8 +163,9 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (started := begin(PAPER_DIR, STAGES, Config, argv)) is None:
-        return 0
+    started = begin(PAPER_DIR, STAGES, Config, argv)
+    if isinstance(started, int):
+        return started
     args, cfg, stages = started
     run = Run("dim_reduction", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()

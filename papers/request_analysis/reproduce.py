@@ -55,8 +55,9 @@ def run_traces(cfg: Config, path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (started := begin(PAPER_DIR, STAGES, Config, argv)) is None:
-        return 0
+    started = begin(PAPER_DIR, STAGES, Config, argv)
+    if isinstance(started, int):
+        return started
     args, cfg, stages = started
     run = Run("request_analysis", args.scale, to_dict(cfg), [cfg.pipeline.seed], root=args.out, fresh=args.fresh)
     start = time.perf_counter()

@@ -60,8 +60,9 @@ def run_one(run: Run, cfg: Config, experiment: str, setting: str, seed: int, voc
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (started := begin(PAPER_DIR, STAGES, Config, argv)) is None:
-        return 0
+    started = begin(PAPER_DIR, STAGES, Config, argv)
+    if isinstance(started, int):
+        return started
     args, cfg, stages = started
     run = Run("syscall_args", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()

@@ -23,6 +23,10 @@ class DataConfig:
     # (the last kept token becomes [TRUNCATE]); the paper's Transformer used 2048, the LSTM no limit.
     max_tokens: int = 2048
     skip: int = 0  # requests skipped at the start of each CTF trace (the paper: 1000)
+    # Collect a fresh dataset into `path` (default runs/traces/syscall_novelty) before the run, with
+    # shared.traces (root and tracefs): `--set data.collect=true`. A finished collection is reused.
+    collect: bool = False
+    collect_requests: int = 150  # per block; 48 blocks
 
 
 @dataclass

@@ -35,6 +35,14 @@ class Split:
 
 
 def open_dataset(cfg: DataConfig) -> TraceDataset:
+    if cfg.collect:
+        from shared.traces.collect import CollectOptions, collect
+
+        out = Path(cfg.path or "runs/traces/syscall_novelty")
+        if not (out / "manifest.json").is_file():
+            log.info("collecting a fresh dataset into %s (root and tracefs)", out)
+            collect(CollectOptions(out=out, requests=cfg.collect_requests))
+        return load_dataset(out)
     if cfg.format == "ctf":
         from shared.traces.ctf import convert_ctf
 

@@ -84,8 +84,9 @@ def run_model(run: Run, cfg: Config, kind: str, vocab, splits: dict[str, Split],
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (started := begin(PAPER_DIR, STAGES, Config, argv)) is None:
-        return 0
+    started = begin(PAPER_DIR, STAGES, Config, argv)
+    if isinstance(started, int):
+        return started
     args, cfg, stages = started
     run = Run("syscall_novelty", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()
