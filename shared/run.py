@@ -116,6 +116,22 @@ class Run:
     def results_path(self) -> Path:
         return self.dir / "results.json"
 
+    def new_results(self, command: str, targets: list, **fields: Any) -> Results:
+        """A Results for this run: paper, scale, seeds, machine, commit and time filled in."""
+        from datetime import UTC, datetime
+
+        return Results(
+            paper=self.paper,
+            scale=self.scale,
+            command=command,
+            seeds=list(self.seeds),
+            machine=self.environment["machine"],
+            created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            git_commit=self.environment["git_commit"],
+            targets=targets,
+            **fields,
+        )
+
     def write_results(self, results: Results) -> Path:
         results.wall_time_s = dict(self.wall_time_s)
         return results.write(self.results_path())

@@ -3,8 +3,6 @@ and the accuracy-vs-dimension and fit-time plots with the paper's curves overlai
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import numpy as np
 
 from papers.dim_reduction.config import METHODS, Config
@@ -118,15 +116,9 @@ def write_report(run: Run, cfg: Config, curves: list[dict], meta: dict, command:
         "k": curve_table(curves, None, "k", "k chosen by the 5-fold search (mean over seeds)", 1),
     }
     figures = plots(run, curves, reference, baseline_paper, dataset)
-    results = Results(
-        paper="dim_reduction",
-        scale=run.scale,
-        command=command,
-        seeds=list(cfg.seeds),
-        machine=run.environment["machine"],
-        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        git_commit=run.environment["git_commit"],
-        targets=targets,
+    results = run.new_results(
+        command,
+        targets,
         tables=tables,
         figures=figures,
         notes=[

@@ -4,7 +4,6 @@ paper's, targets and the per-cluster state-time figure."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import matplotlib
 
@@ -258,15 +257,9 @@ def write_report(run: Run, cfg: Config, analyses: dict, meta: dict, command: str
             f"our traces: {s['dataset']['path']} ({s['behaviours']}), DBSCAN eps {cfg.traces_eps} ms, "
             f"min_samples {cfg.traces_min_samples}"
         )
-    results = Results(
-        paper="request_analysis",
-        scale=run.scale,
-        command=command,
-        seeds=[cfg.pipeline.seed],
-        machine=run.environment["machine"],
-        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        git_commit=run.environment["git_commit"],
-        targets=evaluate_targets(meta["targets"], analyses),
+    results = run.new_results(
+        command,
+        evaluate_targets(meta["targets"], analyses),
         tables=tables,
         figures=figures,
         notes=notes,

@@ -3,8 +3,6 @@ paper's, the gains over name only and over the compensated model, n-gram baselin
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -129,15 +127,9 @@ def write_report(
         fig.savefig(run.dir / FIGURE, dpi=110)
         plt.close(fig)
         figures.append(FIGURE)
-    results = Results(
-        paper="syscall_args",
-        scale=run.scale,
-        command=command,
-        seeds=list(cfg.seeds),
-        machine=run.environment["machine"],
-        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        git_commit=run.environment["git_commit"],
-        targets=evaluate_targets(meta["targets"], outputs, ngrams),
+    results = run.new_results(
+        command,
+        evaluate_targets(meta["targets"], outputs, ngrams),
         tables={"ablation": ablation, "gains": gains, "ngram": ngram, "runs": runs},
         figures=figures,
         notes=[

@@ -3,8 +3,6 @@ check, the dataset table, training statistics, ROC curves and score histograms."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -223,15 +221,9 @@ def write_report(
     }
     figs = figures(run, outputs, novelties, models) if outputs else []
     m = ds.manifest
-    results = Results(
-        paper="syscall_novelty",
-        scale=run.scale,
-        command=command,
-        seeds=list(cfg.seeds),
-        machine=run.environment["machine"],
-        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        git_commit=run.environment["git_commit"],
-        targets=evaluate_targets(meta["targets"], outputs, dets),
+    results = run.new_results(
+        command,
+        evaluate_targets(meta["targets"], outputs, dets),
         tables=tables,
         figures=figs,
         notes=[
