@@ -1,0 +1,1 @@
+"""English prose that ships with Debian, and a BPE tokenizer trained on it without the Hub."""
