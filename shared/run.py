@@ -110,6 +110,11 @@ class Run:
         atomic_write_json(path, value)
         return json.loads(path.read_text())  # the same types a rerun reads back
 
+    def lookup_json(self, stage: str, key: Any) -> dict | None:
+        """The cached_json value of (stage, key), or None when it was never computed."""
+        path = self.cache_dir / f"{stage}-{content_hash(key)}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
     def _cache_path(self, stage: str, key: Any) -> Path:
         return self.cache_dir / f"{stage}-{content_hash(key)}.npz"
 

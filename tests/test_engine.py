@@ -1,0 +1,115 @@
+"""shared.engine: the schedule, exact resume after a kill, and DDP (two gloo processes) against one
+process on the same global batch."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from shared.config import ConfigError
+from shared.engine import EngineConfig, LoopConfig, cosine_lr, fit, make_fabric
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cosine_lr_warms_up_then_decays_to_the_floor():
+    assert cosine_lr(0, 1.0, 10, 110) == pytest.approx(0.1)
+    assert cosine_lr(9, 1.0, 10, 110) == pytest.approx(1.0)
+    assert cosine_lr(60, 1.0, 10, 110, floor=0.2) == pytest.approx(0.2 + 0.8 * 0.5)
+    assert cosine_lr(110, 1.0, 10, 110, floor=0.2) == 0.2
+    values = [cosine_lr(s, 1.0, 10, 110) for s in range(10, 110)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_engine_config_rejects_unknown_strategy_and_precision():
+    with pytest.raises(ConfigError, match="engine.strategy='deepspeed'; valid: auto, ddp, fsdp"):
+        EngineConfig(strategy="deepspeed")
+    with pytest.raises(ConfigError, match="engine.precision='fp8'; valid"):
+        EngineConfig(precision="fp8")
+
+
+def _dropout_run(ckpt: Path | None, steps: int, stop_after: int | None = None) -> tuple[list[torch.Tensor], list]:
+    """A small dropout MLP trained with the engine; dropout makes resume depend on the RNG state too."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Dropout(0.3), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    fabric = make_fabric(EngineConfig(threads=1))
+    model, optimizer = fabric.setup(model, optimizer)
+
+    def batch_fn(step: int, micro: int, rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(1000 * step + micro)
+        x = torch.randn(8, 4, generator=g)
+        return x, x.sum(1, keepdim=True)
+
+    def loss_fn(m: torch.nn.Module, b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(m(b[0]), b[1])
+
+    loop = LoopConfig(steps=steps, grad_accum=2, clip=0.5, checkpoint_every=2, log_every=0)
+    history = fit(
+        fabric, model, optimizer, loss_fn, batch_fn, loop, lr_at=lambda s: cosine_lr(s, 1e-2, 2, steps),
+        checkpoint=ckpt, stop_after=stop_after,
+    )  # fmt: skip
+    return [p.detach().clone() for p in model.parameters()], history.steps
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
+    straight, straight_steps = _dropout_run(None, steps=9)
+    ckpt = tmp_path / "last.ckpt"
+    _, first = _dropout_run(ckpt, steps=9, stop_after=5)  # preempted after step 5
+    assert len(first) == 5 and ckpt.exists()
+    resumed, steps = _dropout_run(ckpt, steps=9)
+    assert [r["step"] for r in steps] == list(range(1, 10))
+    assert [r["loss"] for r in steps] == [r["loss"] for r in straight_steps]
+    for a, b in zip(straight, resumed, strict=True):
+        assert torch.equal(a, b)
+    no_tmp = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not no_tmp, f"temporary checkpoint left behind: {no_tmp}"
+
+
+def test_a_different_seed_path_would_differ(tmp_path):
+    """Guard for the resume test: without restoring the RNG the weights do differ."""
+    straight, _ = _dropout_run(None, steps=9)
+    ckpt = tmp_path / "last.ckpt"
+    _dropout_run(ckpt, steps=9, stop_after=5)
+    state = torch.load(ckpt, weights_only=False)
+    state["rng"]["torch"] = torch.Generator().manual_seed(123).get_state()
+    torch.save(state, ckpt)
+    resumed, _ = _dropout_run(ckpt, steps=9)
+    assert any(not torch.equal(a, b) for a, b in zip(straight, resumed, strict=True))
+
+
+def _worker(tmp_path: Path, nproc: int) -> dict:
+    out = tmp_path / f"world{nproc}.pt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    script = str(ROOT / "tests" / "workers" / "ddp_step.py")
+    if nproc == 1:
+        cmd = [sys.executable, script, str(out)]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            script,
+            str(out),
+        ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(out, weights_only=False)
+
+
+def test_ddp_on_two_gloo_processes_matches_one_process(tmp_path):
+    one, two = _worker(tmp_path, 1), _worker(tmp_path, 2)
+    assert (one["world"], two["world"]) == (1, 2)
+    assert math.isclose(one["loss"], two["loss"], rel_tol=1e-6)
+    for a, b in zip(one["grads"], two["grads"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(one["weights"], two["weights"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
