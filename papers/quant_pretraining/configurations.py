@@ -1,0 +1,84 @@
+"""Every configuration the authors shipped (configs/*.jsonnet in chandar-lab/EfficientLLMs), by name.
+
+Weights per "channel" are per row of W[out, in]; activations and gradients per "token" are per row of
+X[tokens, in] and G[tokens, out]. Floors of the scale (min_range): 1e-5 for weights and activations,
+1e-9 for gradients, 1e-8 for optimizer states, as in the authors' configs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from papers.quant_pretraining.quantize import QuantSpec
+
+
+def _w(bits: int, granularity: str = "row", symmetric: bool = True) -> QuantSpec:
+    return QuantSpec(bits, granularity, symmetric, 1e-5)  # type: ignore[arg-type]
+
+
+def _g(bits: int, granularity: str = "row") -> QuantSpec:
+    return QuantSpec(bits, granularity, True, 1e-9)  # type: ignore[arg-type]
+
+
+def _s(bits: int, granularity: str = "row") -> QuantSpec:
+    return QuantSpec(bits, granularity, True, 1e-8)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """What one training run quantizes: linear-layer weights, activations, gradients, Adam's states."""
+
+    name: str
+    group: str
+    w: QuantSpec | None = None
+    a: QuantSpec | None = None
+    g: QuantSpec | None = None
+    m: QuantSpec | None = None
+    v: QuantSpec | None = None
+    optimizer: str = "adamw"
+    source: str = ""
+
+    @property
+    def quantizes_layers(self) -> bool:
+        return any(s is not None for s in (self.w, self.a, self.g))
+
+
+CONFIGURATIONS: dict[str, Configuration] = {
+    c.name: c
+    for c in [
+        Configuration("baseline", "baseline", source="gpt2_baseline"),
+        # 8-bit linear layers, the paper's main table
+        Configuration("w8_per_channel", "8-bit layers", w=_w(8), source="gpt2_w8_per_channel"),
+        Configuration("a8_per_token", "8-bit layers", a=_w(8), source="gpt2_a8_per_token"),
+        Configuration("g8_per_token", "8-bit layers", g=_g(8), source="gpt2_g8_per_token"),
+        Configuration("w8a8_per_token", "8-bit layers", w=_w(8), a=_w(8), source="gpt2_w8a8_per_token"),
+        Configuration("w8a8g8_per_token", "8-bit layers", w=_w(8), a=_w(8), g=_g(8), source="gpt2_w8a8g8_per_token"),
+        # granularity and 4-bit ablations (configs/quantization/*)
+        Configuration("w8_per_tensor", "ablations", w=_w(8, "tensor"), source="8bit_sym_per_tensor"),
+        Configuration("w8_per_column", "ablations", w=_w(8, "column"), source="8bit_sym_per_column"),
+        Configuration("w8_asym_per_channel", "ablations", w=_w(8, "row", False), source="8bit_asym_per_row"),
+        Configuration("w4_per_channel", "ablations", w=_w(4), source="4bit_sym_per_row"),
+        Configuration("w4_per_tensor", "ablations", w=_w(4, "tensor"), source="4bit_sym_per_tensor"),
+        Configuration("w4_per_column", "ablations", w=_w(4, "column"), source="4bit_sym_per_column"),
+        Configuration("w4_asym_per_channel", "ablations", w=_w(4, "row", False), source="4bit_asym_per_row"),
+        Configuration("a8_per_tensor", "ablations", a=_w(8, "tensor"), source="8bit_sym_per_tensor (activations)"),
+        Configuration("a4_per_token", "ablations", a=_w(4), source="4bit_sym_per_row (activations)"),
+        Configuration("g8_per_tensor", "ablations", g=_g(8, "tensor"), source="8bit_sym_per_tensor (gradients)"),
+        Configuration("g4_per_token", "ablations", g=_g(4), source="4bit_sym_per_row (gradients)"),
+        # optimizer states (configs/optimizer/*)
+        Configuration("m8_per_channel", "optimizer states", m=_s(8), source="s_one_8_sym_per_channel"),
+        Configuration("m8_per_tensor", "optimizer states", m=_s(8, "tensor"), source="s_one_8_sym_per_tensor"),
+        Configuration("m4_per_channel", "optimizer states", m=_s(4), source="s_one_4_sym_per_channel"),
+        Configuration("m4_per_tensor", "optimizer states", m=_s(4, "tensor"), source="s_one_4_sym_per_tensor"),
+        Configuration("v8_per_channel", "optimizer states", v=_s(8), source="s_two_8_sym_per_channel"),
+        Configuration(
+            "adamw_bnb_8bit", "optimizer states", optimizer="adamw_bnb_8bit", source="bitsandbytes AdamW8bit"
+        ),
+    ]
+}
+
+
+def get_configuration(name: str) -> Configuration:
+    if name not in CONFIGURATIONS:
+        raise KeyError(f"unknown configuration {name!r}; valid: {', '.join(CONFIGURATIONS)}")
+    return CONFIGURATIONS[name]

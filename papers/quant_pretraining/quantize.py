@@ -1,0 +1,147 @@
+"""Linear fake quantization as the authors implemented it (chandar-lab/EfficientLLMs, quantizer.py).
+
+x_q = round(clamp(x / step - zp, Qn, Qp)), x_hat = (x_q + zp) * step, with Qn = -2^(b-1), Qp = 2^(b-1) - 1.
+Symmetric: step = max|x| / Qp over the group, zp = 0 (values land in [-Qp, Qp]; max-abs never clips).
+Asymmetric: step = (max - min) / (2 Qp), zp = round(min / step - Qn).
+Scales are recomputed at every call (no calibration, no EMA), rounding is to nearest (half to even),
+and the scale is floored at `min_range` (1e-5 for weights and activations, 1e-9 for gradients and
+1e-8 for optimizer states in the authors' configs).
+
+Granularity is over a 2-D tensor: "tensor" (one scale), "row" (one per row: per output channel of a
+weight W[out, in], per token of an activation X[tokens, in] or gradient G[tokens, out]) and "column"
+(one per column). The authors' per-column path reduces over dims (0, 2) of a 3-D input and looks
+broken for the 2-D inputs their layer passes it; ours is the per-column max the name describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Granularity = Literal["tensor", "row", "column"]
+GRANULARITIES = ("tensor", "row", "column")
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """One quantizer: bits, granularity, symmetric or not, and the floor of the scale."""
+
+    bits: int = 8
+    granularity: Granularity = "row"
+    symmetric: bool = True
+    min_range: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.bits <= 16:
+            raise ValueError(f"bits={self.bits}: valid 2..16")
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"granularity={self.granularity!r}; valid: {', '.join(GRANULARITIES)}")
+
+    @property
+    def qn(self) -> int:
+        return -(2 ** (self.bits - 1))
+
+    @property
+    def qp(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+
+def _reduce(x: torch.Tensor, granularity: Granularity, op: str) -> torch.Tensor:
+    fn = {"amax": torch.amax, "amin": torch.amin}[op]
+    if granularity == "tensor":
+        return fn(x).reshape(1, 1)
+    return fn(x, dim=-1 if granularity == "row" else 0, keepdim=True)
+
+
+def fake_quantize(x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+    """Quantize then dequantize `x` (any shape; rows are its last dimension), in x's dtype."""
+    shape = x.shape
+    x2 = x.reshape(-1, shape[-1]) if x.dim() != 2 else x
+    xf = x2.float()
+    if spec.symmetric:
+        step = _reduce(xf.abs(), spec.granularity, "amax").clamp_min(spec.min_range) / spec.qp
+        q = torch.round(torch.clamp(xf / step, spec.qn, spec.qp))
+        out = q * step
+    else:
+        lo, hi = _reduce(xf, spec.granularity, "amin"), _reduce(xf, spec.granularity, "amax")
+        step = (hi - lo).clamp_min(spec.min_range) / (2 * spec.qp)
+        zp = torch.round(lo / step - spec.qn)
+        out = (torch.round(torch.clamp(xf / step - zp, spec.qn, spec.qp)) + zp) * step
+    return out.to(x.dtype).reshape(shape)
+
+
+class _QuantLinearFn(torch.autograd.Function):
+    """out = Q_a(X) Q_w(W)^T + b; grad_X = G W (full precision); grad_W = Q_g(G)^T X.
+
+    The straight-through estimator is the identity: backward uses the unquantized X and W with no
+    clipping mask, exactly as the authors' _quantize_global (adapted from bitsandbytes).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, w_spec, a_spec, g_spec):  # noqa: ANN001 - autograd signature
+        ctx.save_for_backward(x, weight)
+        ctx.g_spec, ctx.has_bias = g_spec, bias is not None
+        xq = fake_quantize(x, a_spec) if a_spec is not None else x
+        wq = fake_quantize(weight, w_spec) if w_spec is not None else weight
+        return torch.nn.functional.linear(xq, wq, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: ANN001
+        x, weight = ctx.saved_tensors
+        g2 = grad_out.reshape(-1, grad_out.shape[-1])
+        x2 = x.reshape(-1, x.shape[-1])
+        grad_x = (g2 @ weight.to(g2.dtype)).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        gq = fake_quantize(g2, ctx.g_spec) if ctx.g_spec is not None else g2
+        grad_w = (gq.t() @ x2.to(gq.dtype)).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        grad_b = g2.sum(0).to(weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+def quant_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    w: QuantSpec | None = None,
+    a: QuantSpec | None = None,
+    g: QuantSpec | None = None,
+) -> torch.Tensor:
+    return _QuantLinearFn.apply(x, weight, bias, w, a, g)
+
+
+class QuantLinear(torch.nn.Linear):
+    """nn.Linear whose matmuls go through the quantizers named in (w, a, g); None = full precision."""
+
+    def __init__(self, *args, w=None, a=None, g=None, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.w_spec, self.a_spec, self.g_spec = w, a, g
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.w_spec is None and self.a_spec is None and self.g_spec is None:
+            return super().forward(x)
+        return quant_linear(x, self.weight, self.bias, self.w_spec, self.a_spec, self.g_spec)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, w={self.w_spec}, a={self.a_spec}, g={self.g_spec}"
+
+
+def quantize_linears(model: torch.nn.Module, w=None, a=None, g=None) -> int:  # noqa: ANN001
+    """Swap every nn.Linear in `model` (the LM head included) for a QuantLinear sharing its parameters.
+
+    Returns how many layers were swapped. Parameters are the same objects, so tied weights stay tied
+    and an optimizer built before or after sees the same tensors.
+    """
+    count = 0
+    for name, child in list(model.named_children()):
+        if type(child) is torch.nn.Linear:
+            q = QuantLinear.__new__(QuantLinear)
+            torch.nn.Module.__init__(q)
+            q.in_features, q.out_features = child.in_features, child.out_features
+            q.weight, q.bias = child.weight, child.bias
+            q.w_spec, q.a_spec, q.g_spec = w, a, g
+            setattr(model, name, q)
+            count += 1
+        else:
+            count += quantize_linears(child, w, a, g)
+    return count
