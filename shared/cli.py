@@ -116,12 +116,20 @@ def load_paper_config(cls: type[T], paper_dir: Path, args: ReproduceArgs) -> T:
     return cfg
 
 
-def dry_run(cfg: Any, all_stages: Sequence[str], stages: set[str]) -> int:
-    """--dry-run: print the resolved config and the plan."""
+def dry_run(cfg: Any, all_stages: Sequence[str], stages: set[str], paper: str | None = None) -> int:
+    """--dry-run: print the resolved config and the plan; for a GPU config with an `engine` section,
+    also the torchrun command and the sbatch script that launch it."""
     from shared.config import to_dict
 
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     print(f"stages: {', '.join(s for s in all_stages if s in stages)}; seeds: {getattr(cfg, 'seeds', '-')}")
+    engine = getattr(cfg, "engine", None)
+    if engine is not None and engine.accelerator != "cpu" and paper is not None:
+        from shared.launch import SlurmJob, render_slurm, render_torchrun
+
+        gpus, nodes = engine.devices, engine.num_nodes
+        print(f"\n# torchrun:\n{render_torchrun(paper, cfg.scale, gpus, nodes)}")
+        print(f"\n# sbatch script:\n{render_slurm(SlurmJob(paper, cfg.scale, gpus=gpus, nodes=nodes))}", end="")
     return 0
 
 
@@ -140,5 +148,5 @@ def begin(
         return int(exc.code or 2)
     chosen = set(args.stages or stages)
     if args.dry_run:
-        return dry_run(cfg, stages, chosen)
+        return dry_run(cfg, stages, chosen, paper_dir.name)
     return args, cfg, chosen

@@ -18,6 +18,8 @@ import math
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ import torch
 from lightning.fabric import Fabric
 
 from shared.config import ConfigError
+from shared.launch import REQUEUE_EXIT
 from shared.progress import get_logger, progress
 
 log = get_logger(__name__)
@@ -167,6 +170,33 @@ def save_checkpoint(fabric: Fabric, path: Path, state: dict[str, Any]) -> None:
     fabric.barrier()
 
 
+class Preemption:
+    """SIGUSR1 (sent by SLURM before a job is stopped, see shared/launch.py) asks the loop to
+    checkpoint and exit with REQUEUE_EXIT; every rank agrees on the step at which it stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> Preemption:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGUSR1, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGUSR1, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def should_stop(self, fabric: Fabric) -> bool:
+        if fabric.world_size == 1:
+            return self.requested
+        flag = torch.tensor(float(self.requested), device=fabric.device)
+        return bool(fabric.all_reduce(flag, reduce_op="sum") > 0)
+
+
 def fit(
     fabric: Fabric,
     model: torch.nn.Module,
@@ -184,6 +214,7 @@ def fit(
     """Train `model` (already set up with fabric.setup) for loop.steps steps, resuming from `checkpoint`.
 
     stop_after: end (checkpointed) after that many steps of this call, as a preempted job would.
+    On SIGUSR1 the loop checkpoints after the current step and exits with status REQUEUE_EXIT.
     """
     history, start = History(), 0
     if checkpoint is not None and checkpoint.exists():
@@ -200,34 +231,40 @@ def fit(
 
     model.train()
     end = loop.steps if stop_after is None else min(loop.steps, start + stop_after)
-    done_here, seconds_here = 0, 0.0
     bar = progress(range(start, end), desc=desc, total=end - start) if fabric.global_rank == 0 else range(start, end)
-    for step in bar:
-        tic = time.perf_counter()
-        lr = lr_at(step) if lr_at is not None else optimizer.param_groups[0]["lr"]
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = accumulate_gradients(fabric, model, loss_fn, batch_fn, step, loop.grad_accum)
-        grad_norm = float("nan")
-        if loop.clip:
-            grad_norm = float(fabric.clip_gradients(model, optimizer, max_norm=loop.clip, error_if_nonfinite=False))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        seconds_here += time.perf_counter() - tic
-        done_here += 1
-        history.train_seconds += time.perf_counter() - tic
-        history.steps.append({"step": step + 1, "loss": loss, "lr": lr, "grad_norm": grad_norm})
-        if loop.log_every and (step + 1) % loop.log_every == 0:
-            rate = tokens_per_step * done_here / max(seconds_here, 1e-9)
-            log.info("%s step %d/%d loss %.4f lr %.2e %.0f tok/s", desc, step + 1, loop.steps, loss, lr, rate)
-        last = step + 1 == loop.steps
-        if evaluate is not None and (last or (loop.eval_every and (step + 1) % loop.eval_every == 0)):
-            model.eval()
-            with torch.no_grad():
-                metrics = evaluate(model)
-            model.train()
-            history.evals.append({"step": step + 1, **metrics})
-            log.info("%s step %d eval %s", desc, step + 1, {k: round(v, 4) for k, v in metrics.items()})
-        if last or step + 1 == end or (loop.checkpoint_every and (step + 1) % loop.checkpoint_every == 0):
-            save(step + 1)
+    with Preemption() as preemption:
+        done_here, seconds_here = 0, 0.0
+        for step in bar:
+            tic = time.perf_counter()
+            lr = lr_at(step) if lr_at is not None else optimizer.param_groups[0]["lr"]
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = accumulate_gradients(fabric, model, loss_fn, batch_fn, step, loop.grad_accum)
+            grad_norm = float("nan")
+            if loop.clip:
+                grad_norm = float(fabric.clip_gradients(model, optimizer, max_norm=loop.clip, error_if_nonfinite=False))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            seconds_here += time.perf_counter() - tic
+            done_here += 1
+            history.train_seconds += time.perf_counter() - tic
+            history.steps.append({"step": step + 1, "loss": loss, "lr": lr, "grad_norm": grad_norm})
+            if loop.log_every and (step + 1) % loop.log_every == 0:
+                rate = tokens_per_step * done_here / max(seconds_here, 1e-9)
+                log.info("%s step %d/%d loss %.4f lr %.2e %.0f tok/s", desc, step + 1, loop.steps, loss, lr, rate)
+            last = step + 1 == loop.steps
+            if evaluate is not None and (last or (loop.eval_every and (step + 1) % loop.eval_every == 0)):
+                model.eval()
+                with torch.no_grad():
+                    metrics = evaluate(model)
+                model.train()
+                history.evals.append({"step": step + 1, **metrics})
+                log.info("%s step %d eval %s", desc, step + 1, {k: round(v, 4) for k, v in metrics.items()})
+            stop = preemption.should_stop(fabric) and not last
+            periodic = loop.checkpoint_every and (step + 1) % loop.checkpoint_every == 0
+            if last or stop or periodic or step + 1 == end:
+                save(step + 1)
+            if stop:
+                log.warning("%s: preempted; checkpointed at step %d, exiting for a requeue", desc, step + 1)
+                raise SystemExit(REQUEUE_EXIT)
     return history

@@ -1,7 +1,13 @@
 """Launch scripts for full scale: an sbatch script that sets up the repo's environment and runs a
-paper's reproduce under srun. Multi-GPU papers read WORLD_SIZE etc. through Lightning's SLURM support.
+paper's reproduce under srun (one task per GPU; Lightning reads SLURM's variables), and the torchrun
+command for the same run outside SLURM.
+
+Preemption: the job asks for USR1 two minutes before it is stopped; the engine (shared/engine.py)
+then checkpoints and exits with REQUEUE_EXIT, the script requeues the job, and the next start resumes
+from that checkpoint. `--requeue` also lets SLURM requeue a job whose node failed.
 
 python -m shared.launch slurm --paper dim_reduction --scale full --gpus 1 [--array full,full_mnist]
+python -m shared.launch torchrun --paper quant_pretraining --scale full --gpus 4 [--nodes 2]
 """
 
 from __future__ import annotations
@@ -23,14 +29,23 @@ TEMPLATE = """#!/bin/bash
 #SBATCH --mem={mem}
 #SBATCH --time={time}
 #SBATCH --output=runs/slurm/%x-%A_%a.out
+#SBATCH --requeue
+#SBATCH --signal=USR1@120
 {array_line}
 set -euo pipefail
 cd {repo}
 make setup
 export TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 {scale_line}
-srun .venv/bin/python -m papers.{paper}.reproduce --scale "$SCALE" {extra}
+rc=0
+srun .venv/bin/python -m papers.{paper}.reproduce --scale "$SCALE" {extra} || rc=$?
+if [ "$rc" -eq {requeue_exit} ]; then  # preempted after a checkpoint: run again from it
+    scontrol requeue "$SLURM_JOB_ID"
+fi
+exit "$rc"
 """
+
+REQUEUE_EXIT = 99
 
 
 @dataclass
@@ -72,6 +87,19 @@ def render_slurm(job: SlurmJob) -> str:
         scale_line=scale_line,
         paper=job.paper,
         extra=job.extra,
+        requeue_exit=REQUEUE_EXIT,
+    )
+
+
+def render_torchrun(paper: str, scale: str = "full", gpus: int = 1, nodes: int = 1) -> str:
+    """The torchrun command for the same run on machines without SLURM (one process per GPU)."""
+    known = available_scales(get_paper(paper).dir)
+    if scale not in known:
+        raise ValueError(f"{paper}: unknown scale {scale!r}; valid: {', '.join(known)}")
+    rdzv = "--standalone" if nodes == 1 else '--rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:29500"'
+    return (
+        f"torchrun --nnodes={nodes} --nproc_per_node={gpus} {rdzv} "
+        f"-m papers.{paper}.reproduce --scale {shlex.quote(scale)} --publish"
     )
 
 
@@ -87,7 +115,19 @@ def main(argv: list[str] | None = None) -> int:
     slurm.add_argument("--mem", default="64G")
     slurm.add_argument("--time", default="24:00:00")
     slurm.add_argument("--array", default=None, help="comma-separated scales, one array task each")
+    run = sub.add_parser("torchrun", help="print the torchrun command")
+    run.add_argument("--paper", required=True)
+    run.add_argument("--scale", default="full")
+    run.add_argument("--gpus", type=int, default=1)
+    run.add_argument("--nodes", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.command == "torchrun":
+        try:
+            print(render_torchrun(args.paper, args.scale, args.gpus, args.nodes))
+        except (UnknownPaperError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     job = SlurmJob(
         args.paper,
         args.scale,

@@ -72,6 +72,34 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
     assert not no_tmp, f"temporary checkpoint left behind: {no_tmp}"
 
 
+def test_sigusr1_checkpoints_and_exits_for_a_requeue(tmp_path, monkeypatch):
+    """SLURM's warning signal mid-run: checkpoint after the current step, exit REQUEUE_EXIT, resume exactly."""
+    import signal
+
+    from shared import engine
+    from shared.launch import REQUEUE_EXIT
+
+    straight, _ = _dropout_run(None, steps=9)
+    real = engine.accumulate_gradients
+
+    def signalling(fabric, model, loss_fn, batch_fn, step, grad_accum):  # noqa: ANN001
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return real(fabric, model, loss_fn, batch_fn, step, grad_accum)
+
+    monkeypatch.setattr(engine, "accumulate_gradients", signalling)
+    ckpt = tmp_path / "last.ckpt"
+    with pytest.raises(SystemExit) as exit_info:
+        _dropout_run(ckpt, steps=9)
+    assert exit_info.value.code == REQUEUE_EXIT
+    assert torch.load(ckpt, weights_only=False)["step"] == 4
+    assert signal.getsignal(signal.SIGUSR1) is not None
+    monkeypatch.setattr(engine, "accumulate_gradients", real)
+    resumed, _ = _dropout_run(ckpt, steps=9)
+    for a, b in zip(straight, resumed, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_a_different_seed_path_would_differ(tmp_path):
     """Guard for the resume test: without restoring the RNG the weights do differ."""
     straight, _ = _dropout_run(None, steps=9)
