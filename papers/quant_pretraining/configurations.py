@@ -36,6 +36,7 @@ class Configuration:
     m: QuantSpec | None = None
     v: QuantSpec | None = None
     optimizer: str = "adamw"
+    gemm: str = "fake"  # "int8" / "fp8": the W8A8 forward GEMM in real low precision (beyond the paper)
     source: str = ""
 
     @property
@@ -74,6 +75,9 @@ CONFIGURATIONS: dict[str, Configuration] = {
         Configuration(
             "adamw_bnb_8bit", "optimizer states", optimizer="adamw_bnb_8bit", source="bitsandbytes AdamW8bit"
         ),
+        # beyond the paper: the W8A8 forward GEMM run in real 8-bit instead of simulated
+        Configuration("w8a8_int8_gemm", "real low precision", w=_w(8), a=_w(8), gemm="int8", source="torch._int_mm"),
+        Configuration("w8a8_fp8_gemm", "real low precision", w=_w(8), a=_w(8), gemm="fp8", source="torch._scaled_mm"),
     ]
 }
 

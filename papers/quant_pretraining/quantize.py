@@ -22,6 +22,9 @@ import torch
 
 Granularity = Literal["tensor", "row", "column"]
 GRANULARITIES = ("tensor", "row", "column")
+Gemm = Literal["fake", "int8", "fp8"]
+GEMMS = ("fake", "int8", "fp8")
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,37 @@ def fake_quantize(x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
     return out.to(x.dtype).reshape(shape)
 
 
+def _row_scale(x: torch.Tensor, qmax: float, min_range: float) -> torch.Tensor:
+    return x.abs().amax(dim=-1, keepdim=True).float().clamp_min(min_range) / qmax
+
+
+def int8_linear(x2: torch.Tensor, weight: torch.Tensor, w: QuantSpec, a: QuantSpec) -> torch.Tensor:
+    """Xq Wq^T with integer operands: int8 x int8 -> int32 (torch._int_mm), rescaled per token and
+    per output channel. The same numbers as the fake-quant product up to fp32 rounding."""
+    sx, sw = _row_scale(x2, a.qp, a.min_range), _row_scale(weight, w.qp, w.min_range)
+    xq = torch.round(torch.clamp(x2.float() / sx, a.qn, a.qp)).to(torch.int8)
+    wq = torch.round(torch.clamp(weight.float() / sw, w.qn, w.qp)).to(torch.int8)
+    return torch._int_mm(xq, wq.t()).float() * sx * sw.t()
+
+
+def fp8_linear(x2: torch.Tensor, weight: torch.Tensor, w: QuantSpec, a: QuantSpec) -> torch.Tensor:
+    """Xq Wq^T in float8 e4m3 (torch._scaled_mm), per-token and per-channel scales mapping each row's
+    max to 448. FP8 is a floating grid, not the authors' integer one: a different 8-bit quantizer."""
+    sx, sw = _row_scale(x2, FP8_MAX, a.min_range), _row_scale(weight, FP8_MAX, w.min_range)
+    xq = (x2.float() / sx).to(torch.float8_e4m3fn)
+    wq = (weight.float() / sw).to(torch.float8_e4m3fn)
+    return torch._scaled_mm(xq, wq.t(), scale_a=sx, scale_b=sw.t(), out_dtype=torch.float32)
+
+
+def _real_gemm_ok(gemm: str, w: QuantSpec | None, a: QuantSpec | None) -> bool:
+    if gemm == "fake":
+        return False
+    for spec in (w, a):
+        if spec is None or spec.bits != 8 or spec.granularity != "row" or not spec.symmetric:
+            raise ValueError(f"gemm={gemm!r} needs 8-bit symmetric per-row weights and activations, got w={w}, a={a}")
+    return True
+
+
 class _QuantLinearFn(torch.autograd.Function):
     """out = Q_a(X) Q_w(W)^T + b; grad_X = G W (full precision); grad_W = Q_g(G)^T X.
 
@@ -80,9 +114,14 @@ class _QuantLinearFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, w_spec, a_spec, g_spec):  # noqa: ANN001 - autograd signature
+    def forward(ctx, x, weight, bias, w_spec, a_spec, g_spec, gemm="fake"):  # noqa: ANN001 - autograd signature
         ctx.save_for_backward(x, weight)
         ctx.g_spec, ctx.has_bias = g_spec, bias is not None
+        if _real_gemm_ok(gemm, w_spec, a_spec):
+            x2 = x.reshape(-1, x.shape[-1])
+            out = (int8_linear if gemm == "int8" else fp8_linear)(x2, weight, w_spec, a_spec).to(x.dtype)
+            out = out.reshape(*x.shape[:-1], weight.shape[0])
+            return out + bias if bias is not None else out
         xq = fake_quantize(x, a_spec) if a_spec is not None else x
         wq = fake_quantize(weight, w_spec) if w_spec is not None else weight
         return torch.nn.functional.linear(xq, wq, bias)
@@ -96,7 +135,7 @@ class _QuantLinearFn(torch.autograd.Function):
         gq = fake_quantize(g2, ctx.g_spec) if ctx.g_spec is not None else g2
         grad_w = (gq.t() @ x2.to(gq.dtype)).to(weight.dtype) if ctx.needs_input_grad[1] else None
         grad_b = g2.sum(0).to(weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None
 
 
 def quant_linear(
@@ -106,27 +145,29 @@ def quant_linear(
     w: QuantSpec | None = None,
     a: QuantSpec | None = None,
     g: QuantSpec | None = None,
+    gemm: Gemm = "fake",
 ) -> torch.Tensor:
-    return _QuantLinearFn.apply(x, weight, bias, w, a, g)
+    """The quantized linear layer; gemm="int8"/"fp8" runs the W8A8 forward GEMM in real 8-bit."""
+    return _QuantLinearFn.apply(x, weight, bias, w, a, g, gemm)
 
 
 class QuantLinear(torch.nn.Linear):
     """nn.Linear whose matmuls go through the quantizers named in (w, a, g); None = full precision."""
 
-    def __init__(self, *args, w=None, a=None, g=None, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, w=None, a=None, g=None, gemm: Gemm = "fake", **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
-        self.w_spec, self.a_spec, self.g_spec = w, a, g
+        self.w_spec, self.a_spec, self.g_spec, self.gemm = w, a, g, gemm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.w_spec is None and self.a_spec is None and self.g_spec is None:
             return super().forward(x)
-        return quant_linear(x, self.weight, self.bias, self.w_spec, self.a_spec, self.g_spec)
+        return quant_linear(x, self.weight, self.bias, self.w_spec, self.a_spec, self.g_spec, self.gemm)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, w={self.w_spec}, a={self.a_spec}, g={self.g_spec}"
 
 
-def quantize_linears(model: torch.nn.Module, w=None, a=None, g=None) -> int:  # noqa: ANN001
+def quantize_linears(model: torch.nn.Module, w=None, a=None, g=None, gemm: Gemm = "fake") -> int:  # noqa: ANN001
     """Swap every nn.Linear in `model` (the LM head included) for a QuantLinear sharing its parameters.
 
     Returns how many layers were swapped. Parameters are the same objects, so tied weights stay tied
@@ -139,9 +180,9 @@ def quantize_linears(model: torch.nn.Module, w=None, a=None, g=None) -> int:  # 
             torch.nn.Module.__init__(q)
             q.in_features, q.out_features = child.in_features, child.out_features
             q.weight, q.bias = child.weight, child.bias
-            q.w_spec, q.a_spec, q.g_spec = w, a, g
+            q.w_spec, q.a_spec, q.g_spec, q.gemm = w, a, g, gemm
             setattr(model, name, q)
             count += 1
         else:
-            count += quantize_linears(child, w, a, g)
+            count += quantize_linears(child, w, a, g, gemm)
     return count

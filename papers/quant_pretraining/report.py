@@ -81,8 +81,8 @@ def _row(c: Configuration, outs: list[dict], base: list[dict], vocab_size: int, 
 
 
 def _figure(run: Run, outputs: dict, names: list[str]) -> str:
-    groups = ["8-bit layers", "ablations", "optimizer states"]
-    fig, axes = plt.subplots(1, len(groups), figsize=(15, 4.2), sharey=True)
+    groups = ["8-bit layers", "ablations", "optimizer states", "real low precision"]
+    fig, axes = plt.subplots(1, len(groups), figsize=(19, 4.2), sharey=True)
     base = outputs.get(("baseline", min(s for (n, s) in outputs if n == "baseline")))
     for ax, group in zip(axes, groups, strict=True):
         if base:

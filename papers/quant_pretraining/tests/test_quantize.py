@@ -105,3 +105,41 @@ def test_quantize_linears_swaps_every_linear_and_keeps_the_tie():
     assert model.lm_head.weight is model.wte.weight
     after = model(x)
     assert not torch.equal(before, after) and torch.allclose(before, after, atol=0.05)
+
+
+def test_int8_gemm_equals_the_fake_quant_product():
+    torch.manual_seed(0)
+    x, w = torch.randn(32, 64), torch.randn(48, 64)
+    spec = QuantSpec(8, "row")
+    real = quant_linear(x, w, None, spec, spec, None, gemm="int8")
+    fake = quant_linear(x, w, None, spec, spec, None)
+    torch.testing.assert_close(real, fake, rtol=1e-5, atol=1e-5)
+
+
+def test_fp8_gemm_is_the_e4m3_product_of_row_scaled_operands():
+    torch.manual_seed(0)
+    x, w = torch.randn(32, 64), torch.randn(48, 64)
+    spec = QuantSpec(8, "row")
+    sx, sw = x.abs().amax(1, keepdim=True) / 448, w.abs().amax(1, keepdim=True) / 448
+    ref = ((x / sx).to(torch.float8_e4m3fn).float() * sx) @ ((w / sw).to(torch.float8_e4m3fn).float() * sw).T
+    real = quant_linear(x, w, None, spec, spec, None, gemm="fp8")
+    torch.testing.assert_close(real, ref, rtol=1e-4, atol=1e-4)
+    assert (real - x @ w.T).abs().max() < 0.1 * (x @ w.T).abs().max()
+
+
+def test_real_gemm_gradients_match_the_fake_quant_layer():
+    torch.manual_seed(0)
+    spec = QuantSpec(8, "row")
+    x0, w0 = torch.randn(2, 8, 16), torch.randn(8, 16)
+    grads = []
+    for gemm in ("fake", "int8"):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        quant_linear(x * 1.0, w, None, spec, spec, None, gemm=gemm).square().sum().backward()
+        grads.append((x.grad, w.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-4, atol=1e-4)
+
+
+def test_real_gemm_refuses_other_quantizers():
+    with pytest.raises(ValueError, match="gemm='int8' needs 8-bit symmetric per-row"):
+        quant_linear(torch.randn(4, 8), torch.randn(4, 8), None, QuantSpec(4, "row"), QuantSpec(8, "row"), gemm="int8")
