@@ -61,6 +61,7 @@ class Config:
     configurations: list[str]
     seeds: list[int] = field(default_factory=lambda: [0])
     baseline_seeds: list[int] = field(default_factory=list)  # extra baseline seeds, to measure noise
+    parallel_runs: int = 1  # runs trained at once in worker processes (CPU: one per core, 1 thread each)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

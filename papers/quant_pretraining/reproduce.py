@@ -8,25 +8,51 @@ Stages (each run cached by content hash in the run folder, and resumed from its 
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from papers.quant_pretraining.config import Config
 from papers.quant_pretraining.configurations import get_configuration
-from papers.quant_pretraining.data import load_corpus, zero_shot_streams
+from papers.quant_pretraining.data import Corpus, load_corpus, zero_shot_streams
 from papers.quant_pretraining.report import write_report
 from papers.quant_pretraining.train import train_one
 from shared.cli import begin
 from shared.config import to_dict
 from shared.data.errors import DatasetNotFoundError
-from shared.progress import get_logger
+from shared.progress import get_logger, setup_logging
 from shared.run import Run, content_hash
 
 PAPER_DIR = Path(__file__).resolve().parent
 STAGES = ("data", "train", "report")
 log = get_logger("quant_pretraining")
+
+
+def _train_in_worker(cfg: Config, corpus: Corpus, name: str, seed: int, ckpt: Path) -> dict:
+    setup_logging()  # a spawned worker starts with logging unconfigured
+    summary = train_one(cfg, corpus, get_configuration(name), seed, ckpt)
+    ckpt.unlink(missing_ok=True) if ckpt.is_file() else shutil.rmtree(ckpt, ignore_errors=True)
+    return summary
+
+
+def train_all(cfg: Config, corpus: Corpus, pending: list[tuple[str, int]], ckpt_dir: Path) -> Iterator:
+    """Yield ((configuration, seed), summary) as runs finish: in this process, or in cfg.parallel_runs
+    worker processes (spawned, one torch thread each: two cores run two models faster than one model
+    on two threads). Each run is seeded on its own, so the numbers do not depend on the parallelism."""
+    jobs = [(name, seed, ckpt_dir / f"{name}-seed{seed}.ckpt") for name, seed in pending]
+    if cfg.parallel_runs <= 1:
+        for name, seed, ckpt in jobs:
+            yield (name, seed), _train_in_worker(cfg, corpus, name, seed, ckpt)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(cfg.parallel_runs, mp_context=context) as pool:
+        futures = {pool.submit(_train_in_worker, cfg, corpus, *job): job[:2] for job in jobs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,18 +74,16 @@ def main(argv: list[str] | None = None) -> int:
         "corpus: %d training tokens, validation %s", len(corpus.train), {k: len(v) for k, v in corpus.valid.items()}
     )
     train_key = content_hash([to_dict(cfg.model), to_dict(cfg.data), to_dict(cfg.train), to_dict(cfg.engine)])
-    outputs: dict[tuple[str, int], dict] = {}
-    for name, seed in cfg.runs():
-        key = {"configuration": name, "seed": seed, "train": train_key}
-        if "train" in stages:
-            ckpt = run.dir / "checkpoints" / f"{name}-seed{seed}.ckpt"
-            with run.stage(f"train/{name}/seed{seed}"):
-                outputs[(name, seed)] = run.cached_json(
-                    "train", key, lambda n=name, s=seed, c=ckpt: train_one(cfg, corpus, get_configuration(n), s, c)
-                )
-            shutil.rmtree(ckpt, ignore_errors=True) if ckpt.is_dir() else ckpt.unlink(missing_ok=True)
-        elif (found := run.lookup_json("train", key)) is not None:
-            outputs[(name, seed)] = found
+    keys = {(name, seed): {"configuration": name, "seed": seed, "train": train_key} for name, seed in cfg.runs()}
+    outputs = {run_: found for run_, key in keys.items() if (found := run.lookup_json("train", key)) is not None}
+    pending = [run_ for run_ in keys if run_ not in outputs]
+    if "train" in stages and pending:
+        log.info("training %d of %d runs, %d at a time", len(pending), len(keys), cfg.parallel_runs)
+        with run.stage("train"):
+            for (name, seed), summary in train_all(cfg, corpus, pending, run.dir / "checkpoints"):
+                outputs[(name, seed)] = run.cached_json("train", keys[(name, seed)], lambda s=summary: s)
+                log.info("%s seed %d: val loss %.4f, %.0f tok/s", name, seed, summary["final"]["val_loss"],
+                         summary["tokens_per_s"])  # fmt: skip
     with run.stage("report"):
         results = write_report(run, cfg, outputs, args.command)
     from papers.status import finish_run
