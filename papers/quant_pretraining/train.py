@@ -102,4 +102,4 @@ def _max_spike(losses: list[float], window: int = 10) -> float:
     spikes = [losses[i] - min(losses[i - window : i]) for i in range(start, len(losses))]
     if not spikes:
         return 0.0
-    return max(spikes) if all(math.isfinite(s) for s in spikes) else float("inf")
+    return max(0.0, *spikes) if all(math.isfinite(s) for s in spikes) else float("inf")
