@@ -1,0 +1,407 @@
+"""Turn per-seed scores into results.json: targets with verdicts, the main table, the a sweep, the
+similarity analysis, the cost of each method, and the trade-off and similarity figures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from papers.mergealign.config import Config
+from shared.report import line_plot
+from shared.results import Results, Table, Target
+from shared.run import Run
+
+FIGURES = ("tradeoff_alpha.png", "tradeoff_frontier.png", "similarity_layers.png")
+LABELS = {
+    "base": "base",
+    "instruct": "instruct",
+    "expert": "expert",
+    "mergealign": "MergeAlign",
+    "slerp": "SLERP",
+    "ties": "TIES",
+    "dare_ties": "DARE-TIES",
+    "dpo": "DPO on expert",
+    "orpo": "ORPO on expert",
+    "domain_only": "base + a·τ_dom (no alignment vector)",
+    "align_only": "base + (1−a)·τ_align (no domain vector)",
+}
+
+
+def wname(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".") if x not in (0.0, 1.0) else str(int(x))
+
+
+def _mean(values: list[float]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return None, None
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def score(seed_run: dict, model: str, metric: str) -> float | None:
+    return seed_run["scores"].get(model, {}).get(metric)
+
+
+def row_name(kind: str, d: str, cfg: Config) -> str:
+    """The model name that stands for `kind` in domain d's row of the main table."""
+    if kind in ("base", "instruct"):
+        return kind
+    if kind == "expert":
+        return f"expert_{d}"
+    if kind == "mergealign":
+        return f"mergealign_{d}_a{wname(cfg.merge.alpha)}"
+    if kind == "slerp":
+        return f"slerp_{d}_t0.5"
+    return f"{kind}_{d}"
+
+
+def slerp_safety_at(seed_run: dict, d: str, cfg: Config, acc: float) -> float | None:
+    """SLERP's safety at domain accuracy `acc`, linearly interpolated along its t curve (t=0 instruct,
+    t=1 expert); clamped to the curve's ends."""
+    pts = [(score(seed_run, "instruct", f"{d}_acc"), score(seed_run, "instruct", "safety"))]
+    pts += [
+        (score(seed_run, f"slerp_{d}_t{wname(t)}", f"{d}_acc"), score(seed_run, f"slerp_{d}_t{wname(t)}", "safety"))
+        for t in cfg.merge.slerp_t
+    ]
+    pts.append((score(seed_run, f"expert_{d}", f"{d}_acc"), score(seed_run, f"expert_{d}", "safety")))
+    pts = sorted((x, y) for x, y in pts if x is not None and y is not None)
+    if len(pts) < 2:
+        return None
+    xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+    # equal accuracies: average their safeties so np.interp sees an increasing x
+    ux = np.unique(xs)
+    uy = np.array([ys[xs == x].mean() for x in ux])
+    return float(np.interp(acc, ux, uy))
+
+
+def _per_domain(cfg: Config, f: Callable[[dict, str], float | None]) -> Callable[[dict], float | None]:
+    def measure(seed_run: dict) -> float | None:
+        vals = [f(seed_run, d) for d in cfg.family.domains]
+        vals = [v for v in vals if v is not None and not math.isnan(v)]
+        return float(np.mean(vals)) if vals else None
+
+    return measure
+
+
+def measures(cfg: Config) -> dict[str, Callable[[dict], float | None]]:
+    def ma(r: dict, d: str, metric: str) -> float | None:
+        return score(r, row_name("mergealign", d, cfg), metric)
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None or b == 0 else a / b
+
+    def diff(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else a - b
+
+    def slerp_gap(r: dict, d: str) -> float | None:
+        acc = ma(r, d, f"{d}_acc")
+        ref = None if acc is None else slerp_safety_at(r, d, cfg, acc)
+        return diff(ma(r, d, "safety"), ref)
+
+    return {
+        "domain_retention": _per_domain(
+            cfg, lambda r, d: ratio(ma(r, d, f"{d}_acc"), score(r, f"expert_{d}", f"{d}_acc"))
+        ),
+        "safety_vs_instruct": _per_domain(cfg, lambda r, d: ratio(ma(r, d, "safety"), score(r, "instruct", "safety"))),
+        "safer_than_slerp": _per_domain(cfg, slerp_gap),
+        "expert_unsafe_gap": _per_domain(cfg, lambda r, d: diff(ma(r, d, "safety"), score(r, f"expert_{d}", "safety"))),
+        "mergealign_vs_dpo_domain": _per_domain(
+            cfg, lambda r, d: diff(ma(r, d, f"{d}_acc"), score(r, f"dpo_{d}", f"{d}_acc"))
+        ),
+    }
+
+
+def evaluate_targets(specs: list[dict], per_seed: list[dict], cfg: Config) -> list[Target]:
+    found = measures(cfg)
+    out = []
+    for spec in specs:
+        if spec["name"] not in found:
+            raise KeyError(f"paper.yaml target {spec['name']!r} has no measure; known: {', '.join(found)}")
+        values = [v for v in (found[spec["name"]](r) for r in per_seed) if v is not None]
+        t = Target(**spec)
+        if values:
+            t.mean, t.std, t.n = float(np.mean(values)), float(np.std(values)), len(values)
+        out.append(t.judge())
+    return out
+
+
+def _cell(per_seed: list[dict], model: str, metric: str) -> str:
+    mean, std = _mean([score(r, model, metric) for r in per_seed])
+    if mean is None:
+        return "–"
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if len(per_seed) > 1 else "")
+
+
+def main_table(per_seed: list[dict], cfg: Config) -> Table:
+    kinds = ["base", "instruct", "expert", "mergealign", "slerp", "ties", "dare_ties", "dpo", "orpo"]
+    rows = []
+    for d in cfg.family.domains:
+        for k in kinds:
+            name = row_name(k, d, cfg)
+            if not any(name in r["scores"] for r in per_seed):
+                continue
+            label = LABELS[k] + (f" (a = {wname(cfg.merge.alpha)})" if k == "mergealign" else "")
+            label += " (t = 0.5)" if k == "slerp" else ""
+            rows.append(
+                [
+                    d,
+                    label,
+                    _cell(per_seed, name, f"{d}_acc"),
+                    _cell(per_seed, name, "safety"),
+                    _cell(per_seed, name, "over_refusal"),
+                    _cell(per_seed, name, "safety_unseen_category"),
+                ]
+            )
+    return Table(
+        "Domain accuracy (4-way multiple choice, chance 0.25), safety (share of held-out harmful prompts refused) "
+        "and over-refusal (share of benign look-alike prompts refused)",
+        ["domain", "model", "domain acc", "safety", "over-refusal", "safety, unseen harm categories"],
+        rows,
+    )
+
+
+def sweep_table(per_seed: list[dict], cfg: Config) -> Table:
+    rows = []
+    for d in cfg.family.domains:
+        for a in cfg.merge.alphas:
+            n = f"mergealign_{d}_a{wname(a)}"
+            rows.append(
+                [
+                    d,
+                    "MergeAlign a",
+                    wname(a),
+                    _cell(per_seed, n, f"{d}_acc"),
+                    _cell(per_seed, n, "safety"),
+                    _cell(per_seed, n, "over_refusal"),
+                ]
+            )
+        for t in cfg.merge.slerp_t:
+            n = f"slerp_{d}_t{wname(t)}"
+            if any(n in r["scores"] for r in per_seed):
+                rows.append(
+                    [
+                        d,
+                        "SLERP t",
+                        wname(t),
+                        _cell(per_seed, n, f"{d}_acc"),
+                        _cell(per_seed, n, "safety"),
+                        _cell(per_seed, n, "over_refusal"),
+                    ]
+                )
+    return Table(
+        "The trade-off over the weight: MergeAlign a (1 = expert, 0 = instruct) and SLERP t (1 = expert)",
+        ["domain", "merge", "weight", "domain acc", "safety", "over-refusal"],
+        rows,
+    )
+
+
+def contribution_table(per_seed: list[dict], cfg: Config) -> Table:
+    rows = []
+    for d in cfg.family.domains:
+        for k in ("mergealign", "domain_only", "align_only"):
+            n = row_name(k, d, cfg)
+            rows.append(
+                [
+                    d,
+                    LABELS[k],
+                    _cell(per_seed, n, f"{d}_acc"),
+                    _cell(per_seed, n, "safety"),
+                    _cell(per_seed, n, "over_refusal"),
+                ]
+            )
+    return Table(
+        f"Each parent's contribution at a = {wname(cfg.merge.alpha)}: MergeAlign without one of its two vectors",
+        ["domain", "model", "domain acc", "safety", "over-refusal"],
+        rows,
+    )
+
+
+def similarity_table(per_seed: list[dict], cfg: Config) -> Table:
+    r0 = per_seed[0]["analysis"]
+    rows = []
+    for d, an in r0.items():
+        cka_e = an.get("cka_mergealign", {}).get("expert", [])
+        cka_i = an.get("cka_mergealign", {}).get("instruct", [])
+        for g, v in an["vectors"].items():
+            l2 = an["l2_mergealign"].get(g, {})
+            idx = int(g[5:]) + 1 if g.startswith("layer") else (0 if g == "embed" else None)
+            ce = cka_e[idx] if idx is not None and idx < len(cka_e) else None
+            ci = cka_i[idx] if idx is not None and idx < len(cka_i) else None
+            rows.append(
+                [
+                    d,
+                    g,
+                    f"{v['cosine']:.3f}",
+                    f"{v['norm_domain']:.2f}",
+                    f"{v['norm_alignment']:.2f}",
+                    f"{v['sign_agreement']:.3f}",
+                    f"{l2.get('expert', float('nan')):.2f}",
+                    f"{l2.get('instruct', float('nan')):.2f}",
+                    "–" if ce is None else f"{ce:.3f}",
+                    "–" if ci is None else f"{ci:.3f}",
+                ]
+            )
+    return Table(
+        f"Our similarity analysis (seed {per_seed[0]['seed']}; the paper's metrics are unknown): cosine and norms "
+        "of the domain and alignment vectors, sign agreement, L2 distance and linear CKA of MergeAlign "
+        f"(a = {wname(cfg.merge.alpha)}) to each parent; CKA row 'embed' = embedding output, 'layerN' = that "
+        "layer's output",
+        [
+            "domain",
+            "group",
+            "cos(τ_dom, τ_align)",
+            "‖τ_dom‖",
+            "‖τ_align‖",
+            "sign agreement",
+            "L2 to expert",
+            "L2 to instruct",
+            "CKA to expert",
+            "CKA to instruct",
+        ],
+        rows,
+    )
+
+
+def cost_table(per_seed: list[dict], cfg: Config) -> Table:
+    rows = []
+    for r in per_seed:
+        for d in cfg.family.domains:
+            n = row_name("mergealign", d, cfg)
+            s = r["merge_seconds"].get(n)
+            rows.append([r["seed"], d, "MergeAlign (mergekit task_arithmetic)", 0, "–" if s is None else f"{s:.2f}"])
+            for m in ("dpo", "orpo"):
+                p = r["preference"].get(f"{m}_{d}")
+                if p:
+                    rows.append([r["seed"], d, f"{m.upper()} + LoRA on the expert", p["steps"], f"{p['seconds']:.1f}"])
+    return Table(
+        "Cost of aligning the expert (wall seconds on this run's machine, measured when the stage ran; a cached "
+        "stage shows –)",
+        ["seed", "domain", "method", "training steps", "seconds"],
+        rows,
+    )
+
+
+def throughput_table(per_seed: list[dict]) -> Table:
+    pps = [s["prompts_per_s"] for r in per_seed for s in r["scores"].values() if "prompts_per_s" in s]
+    return Table(
+        "Evaluation throughput (greedy generation, harmful + benign prompts)",
+        ["models evaluated", "median prompts/s", "min", "max"],
+        [[len(pps), f"{np.median(pps):.1f}", f"{min(pps):.1f}", f"{max(pps):.1f}"]] if pps else [],
+    )
+
+
+def reference_table(meta: dict) -> Table:
+    ref = meta["reference"]
+    return Table(
+        "The paper's numbers (Llama-3-8B, secondary sources; not comparable with our generated world)",
+        ["quantity", "paper"],
+        [
+            ["medicine domain average, MergeAlign", ref["medicine_mergealign_domain"]],
+            ["medicine domain average, medical expert", ref["medicine_expert_domain"]],
+            ["BeaverTails % safe, MergeAlign (medicine)", ref["medicine_mergealign_beavertails_safe_pct"]],
+            ["SLERP's safety deficit vs MergeAlign (points)", ref["slerp_safety_gap_points"]],
+        ],
+    )
+
+
+def plots(run: Run, per_seed: list[dict], cfg: Config) -> list[str]:
+    """The trade-off over a (and t), the accuracy-safety frontier, and per-layer similarity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {}
+    for d in cfg.family.domains:
+        xs = list(cfg.merge.alphas)
+        for metric, label in ((f"{d}_acc", "domain acc"), ("safety", "safety")):
+            ys = [_mean([score(r, f"mergealign_{d}_a{wname(a)}", metric) for r in per_seed])[0] for a in xs]
+            series[f"{d} MergeAlign {label}"] = (xs, [float("nan") if y is None else y for y in ys], None)
+            ts = list(cfg.merge.slerp_t)
+            ys = [_mean([score(r, f"slerp_{d}_t{wname(t)}", metric) for r in per_seed])[0] for t in ts]
+            if any(y is not None for y in ys):
+                series[f"{d} SLERP {label}"] = (ts, [float("nan") if y is None else y for y in ys], None)
+    line_plot(
+        run.dir / FIGURES[0],
+        series,
+        "MergeAlign trade-off over a (SLERP over t)",
+        "a (t): weight of the expert",
+        "score",
+    )
+
+    fig, axes = plt.subplots(
+        1, len(cfg.family.domains), figsize=(6 * len(cfg.family.domains), 4.5), dpi=120, squeeze=False
+    )
+    markers = {"base": "s", "instruct": "^", "expert": "v", "ties": "P", "dare_ties": "X", "dpo": "D", "orpo": "d"}
+    for ax, d in zip(axes[0], cfg.family.domains, strict=True):
+        for kind, curve in (
+            ("mergealign", [f"mergealign_{d}_a{wname(a)}" for a in cfg.merge.alphas]),
+            ("slerp", [f"slerp_{d}_t{wname(t)}" for t in cfg.merge.slerp_t]),
+        ):
+            pts = [
+                (
+                    _mean([score(r, n, f"{d}_acc") for r in per_seed])[0],
+                    _mean([score(r, n, "safety") for r in per_seed])[0],
+                )
+                for n in curve
+            ]
+            pts = [p for p in pts if p[0] is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=LABELS[kind])
+        for kind, m in markers.items():
+            n = row_name(kind, d, cfg)
+            x, y = (
+                _mean([score(r, n, f"{d}_acc") for r in per_seed])[0],
+                _mean([score(r, n, "safety") for r in per_seed])[0],
+            )
+            if x is not None:
+                ax.scatter([x], [y], marker=m, s=60, label=LABELS[kind], zorder=3)
+        ax.set(title=f"{d}: domain accuracy vs safety", xlabel="domain accuracy", ylabel="safety (share refused)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = run.dir / "tradeoff_frontier.tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(run.dir / FIGURES[1])
+
+    series = {}
+    for d, an in per_seed[0]["analysis"].items():
+        groups = [g for g in an["vectors"] if g.startswith("layer")]
+        xs = [int(g[5:]) for g in groups]
+        series[f"{d} cos(τ_dom, τ_align)"] = (xs, [an["vectors"][g]["cosine"] for g in groups], None)
+        for parent, cka in an.get("cka_mergealign", {}).items():
+            series[f"{d} CKA(MergeAlign, {parent})"] = (xs, cka[1 : len(xs) + 1], None)
+    if series:
+        line_plot(run.dir / FIGURES[2], series, "Per-layer similarity (our analysis)", "decoder layer", "value")
+        return list(FIGURES)
+    return list(FIGURES[:2])
+
+
+def write_report(run: Run, cfg: Config, per_seed: list[dict], meta: dict, command: str) -> Results:
+    targets = evaluate_targets(meta["targets"], per_seed, cfg)
+    tables = {
+        "main": main_table(per_seed, cfg),
+        "sweep": sweep_table(per_seed, cfg),
+        "contribution": contribution_table(per_seed, cfg),
+        "cost": cost_table(per_seed, cfg),
+        "throughput": throughput_table(per_seed),
+        "paper": reference_table(meta),
+    }
+    if per_seed and per_seed[0]["analysis"]:
+        tables["similarity"] = similarity_table(per_seed, cfg)
+    figures = plots(run, per_seed, cfg) if any(r["scores"] for r in per_seed) else []
+    fam = cfg.family
+    notes = [
+        f"source {cfg.source}; family: vocab {fam.vocab_size}, Llama {fam.model.num_layers} layers x "
+        f"{fam.model.hidden_size} hidden; base {fam.base.steps} steps, instruct SFT {fam.instruct.steps} steps, "
+        f"experts {fam.expert.steps} steps; DPO/ORPO {cfg.preference.steps} steps (LoRA r {cfg.preference.lora_r})",
+        "judge: refusal detector (safe = the reply contains a refusal marker, shared/lm_family/evaluate.py)"
+        if cfg.eval.judge == "refusal"
+        else f"judges: {cfg.hub.judge_for}",
+    ]
+    results = run.new_results(command, targets, tables=tables, figures=figures, notes=notes)
+    run.write_results(results)
+    return results

@@ -1,0 +1,300 @@
+"""Reproduce MergeAlign at one scale: python -m papers.mergealign.reproduce --scale mini
+
+Stages (per seed), each cached so an interrupted run resumes:
+  family      tokenizer, base, instruct and domain experts (shared.lm_family; folders named by content hash)
+  merges      MergeAlign over the a sweep, SLERP over t, TIES, DARE-TIES, and the one-vector ablations (mergekit)
+  preference  DPO and ORPO on each expert (trl + LoRA, merged back)
+  evaluate    domain accuracy, safety, over-refusal of every model (cached per model)
+  analysis    vector cosines, L2 distances, linear CKA of hidden states
+  report      results.json, tables and figures (always runs)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import yaml
+
+from papers.mergealign import merges as mk
+from papers.mergealign.config import Config
+from papers.mergealign.evaluation import EvalSets, evaluate_model, local_eval_sets, refusal_judge
+from papers.mergealign.report import write_report
+from shared.cli import begin
+from shared.config import to_dict
+from shared.progress import get_logger, progress
+from shared.run import Run, content_hash
+from shared.seeding import seed_everything
+
+PAPER_DIR = Path(__file__).resolve().parent
+STAGES = ("family", "merges", "preference", "evaluate", "analysis", "report")
+log = get_logger("mergealign")
+
+
+def load_paper_meta() -> dict:
+    return yaml.safe_load((PAPER_DIR / "paper.yaml").read_text())
+
+
+def fmt_weight(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".") if x not in (0.0, 1.0) else str(int(x))
+
+
+@dataclasses.dataclass
+class Members:
+    """The family a seed merges: folder paths (local) or Hub ids (full)."""
+
+    base: str
+    instruct: str
+    experts: dict[str, str]
+
+
+def family_members(cfg: Config, seed: int, out: Path) -> Members:
+    if cfg.source == "hub":
+        return Members(cfg.hub.base, cfg.hub.instruct, dict(cfg.hub.experts))
+    from shared.lm_family import build_family
+
+    spec = dataclasses.replace(cfg.family, seed=seed)
+    fam = build_family(spec, out / "lm_family")
+    return Members(str(fam.base), str(fam.instruct), {d: str(p) for d, p in fam.experts.items()})
+
+
+def merge_plan(cfg: Config, m: Members) -> dict[str, tuple[dict, dict]]:
+    """{model name: (mergekit config, metadata)} for every merge of the run."""
+    mc, plan = cfg.merge, {}
+    for d, expert in m.experts.items():
+        for a in mc.alphas:
+            plan[f"mergealign_{d}_a{fmt_weight(a)}"] = (
+                mk.mergealign(m.base, expert, m.instruct, a, mc.dtype),
+                {"kind": "mergealign", "domain": d, "alpha": a},
+            )
+        if "slerp" in mc.baselines:
+            for t in mc.slerp_t:
+                plan[f"slerp_{d}_t{fmt_weight(t)}"] = (
+                    mk.slerp(m.instruct, expert, t, mc.dtype),
+                    {"kind": "slerp", "domain": d, "alpha": t},
+                )
+        for method, density in (("ties", mc.ties_density), ("dare_ties", mc.dare_density)):
+            if method in mc.baselines:
+                plan[f"{method}_{d}"] = (
+                    mk.ties(m.base, expert, m.instruct, density, method, mc.dtype),
+                    {"kind": method, "domain": d, "alpha": 0.5},
+                )
+        a = mc.alpha
+        plan[f"domain_only_{d}"] = (
+            mk.task_arithmetic(m.base, {expert: a}, mc.dtype),
+            {"kind": "domain_only", "domain": d, "alpha": a},
+        )
+        plan[f"align_only_{d}"] = (
+            mk.task_arithmetic(m.base, {m.instruct: 1.0 - a}, mc.dtype),
+            {"kind": "align_only", "domain": d, "alpha": a},
+        )
+    return plan
+
+
+def run_merges(cfg: Config, plan: dict, models_dir: Path, seed: int) -> dict[str, float]:
+    """Run every planned merge whose folder is missing; returns seconds per merge run now."""
+    seconds = {}
+    for name, (config, _) in progress(list(plan.items()), desc="merges"):
+        dest = models_dir / name
+        if (dest / "config.json").is_file():
+            continue
+        start = time.perf_counter()
+        models_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=models_dir))
+        mk.run_mergekit(config, tmp, seed=seed, device=cfg.family.device)
+        tmp.rename(dest)
+        seconds[name] = time.perf_counter() - start
+        log.info("merged %s in %.2f s", name, seconds[name])
+    return seconds
+
+
+def model_key(path: str) -> str:
+    """A content key for a model: the hash of its weights (local) or its id (hub)."""
+    p = Path(path)
+    if not p.is_dir():
+        return path
+    h = hashlib.sha256()
+    for shard in sorted(p.glob("*.safetensors")):
+        h.update(shard.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def eval_sets(cfg: Config) -> tuple[EvalSets, object]:
+    if cfg.source == "hub":
+        from papers.mergealign.hub import GuardJudge, hub_eval_sets
+
+        sets = hub_eval_sets(cfg)
+        judges = {k: GuardJudge(cfg.hub.judges[k], k) for k in set(cfg.hub.judge_for.values())}
+        set_of = {h["prompt"]: h["set"] for h in sets.harmful}
+
+        def judge(prompts, responses):
+            return [judges[cfg.hub.judge_for[set_of[p]]]([p], [r])[0] for p, r in zip(prompts, responses, strict=True)]
+
+        return sets, judge
+    return local_eval_sets(cfg), refusal_judge
+
+
+def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path) -> dict:
+    seed_everything(seed)
+    with run.stage(f"family/seed{seed}"):
+        members = family_members(cfg, seed, out)  # cached folders: a no-op when built before
+    models: dict[str, tuple[str, dict]] = {
+        "base": (members.base, {"kind": "base", "domain": None}),
+        "instruct": (members.instruct, {"kind": "instruct", "domain": None}),
+    }
+    for d, p in members.experts.items():
+        models[f"expert_{d}"] = (p, {"kind": "expert", "domain": d})
+    models_dir = run.dir / f"models-seed{seed}"
+    plan = merge_plan(cfg, members)
+    merge_seconds: dict = {}
+    if "merges" in stages:
+        with run.stage(f"merges/seed{seed}"):
+            merge_seconds = run_merges(cfg, plan, models_dir, seed)
+    for name, (_, meta) in plan.items():
+        models[name] = (str(models_dir / name), meta)
+    pref_cost: dict = {}
+    for d, expert in members.experts.items():
+        for method in ("dpo", "orpo"):
+            if method not in cfg.merge.baselines:
+                continue
+            name, dest = f"{method}_{d}", models_dir / f"{method}_{d}"
+            models[name] = (str(dest), {"kind": method, "domain": d})
+            key = {"expert": model_key(expert), "pref": to_dict(cfg.preference), "method": method, "seed": seed}
+            if "preference" in stages:
+                with run.stage(f"preference/{name}/seed{seed}"):
+                    if not (dest / "config.json").is_file():
+                        from papers.mergealign.preference import train_preference
+
+                        shutil.rmtree(dest, ignore_errors=True)
+                        pairs = None
+                        if cfg.source == "hub":
+                            from papers.mergealign.hub import hh_preference_pairs
+
+                            pairs = hh_preference_pairs(cfg.hub, cfg.preference.hub_samples)
+                        info = train_preference(
+                            method, expert, dest, cfg.preference, seed, cfg.family.num_threads, pairs, cfg.family.device
+                        )
+                        run.cached_json("preference", key, lambda info=info: info)
+            found = run.cached_json("preference", key, lambda: {}) if (dest / "config.json").is_file() else {}
+            if found:
+                pref_cost[name] = found
+    present = {n: v for n, v in models.items() if Path(v[0]).is_dir() or cfg.source == "hub"}
+    scores: dict[str, dict] = {}
+    with run.stage(f"evaluate/seed{seed}") if "evaluate" in stages else nullcontext():
+        sets, judge = eval_sets(cfg) if "evaluate" in stages else (None, None)
+        for name, (path, meta) in progress(list(present.items()), desc="evaluate"):
+            domains = cfg.family.domains if meta["domain"] is None else [meta["domain"]]
+            key = {"model": model_key(path), "eval": to_dict(cfg.eval), "domains": domains, "seed": seed}
+            if "evaluate" not in stages:  # the report alone: what earlier runs cached
+                found = lookup_json(run, "eval", key)
+                if found is not None:
+                    scores[name] = found
+                continue
+            scores[name] = run.cached_json(
+                "eval", key, lambda p=path, ds=domains: evaluate_model(p, sets, ds, cfg, judge)
+            )
+            log.info(
+                "%s: %s safety %.3f over-refusal %.3f",
+                name,
+                " ".join(f"{d} {scores[name][f'{d}_acc']:.3f}" for d in domains),
+                scores[name]["safety"],
+                scores[name]["over_refusal"],
+            )
+    if "analysis" in stages:
+        with run.stage(f"analysis/seed{seed}"):
+            analysis = run_analysis(run, cfg, members, models, seed)
+    else:
+        analysis = run_analysis(run, cfg, members, models, seed, compute=False)
+    return {
+        "seed": seed,
+        "models": {n: meta for n, (_, meta) in models.items()},
+        "scores": scores,
+        "merge_seconds": merge_seconds,
+        "preference": pref_cost,
+        "analysis": analysis,
+    }
+
+
+def lookup_json(run: Run, stage: str, key: dict) -> dict | None:
+    """A cached_json entry written by an earlier run, or None (computes nothing)."""
+    path = run.cache_dir / f"{stage}-{content_hash(key)}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_analysis(run: Run, cfg: Config, members: Members, models: dict, seed: int, compute: bool = True) -> dict:
+    """Vector similarity, distances and CKA for each domain's MergeAlign at the paper's a (and SLERP)."""
+    from papers.mergealign import analysis as an
+
+    a = fmt_weight(cfg.merge.alpha)
+    out = {}
+    for d, expert in members.experts.items():
+        ma, sl = models.get(f"mergealign_{d}_a{a}"), models.get(f"slerp_{d}_t0.5")
+        if ma is None or not Path(ma[0]).is_dir():
+            continue
+        key = {k: model_key(p) for k, p in (("b", members.base), ("e", expert), ("i", members.instruct), ("m", ma[0]))}
+        key.update(n_probe=cfg.eval.n_probe, slerp=model_key(sl[0]) if sl and Path(sl[0]).is_dir() else None)
+
+        def work(expert=expert, ma=ma, sl=sl) -> dict:
+            base, exp, ins = (mk.load_state(p) for p in (members.base, expert, members.instruct))
+            merged = mk.load_state(ma[0])
+            res = {
+                "vectors": an.vector_similarity(base, exp, ins),
+                "l2_mergealign": an.l2_distances(merged, {"base": base, "expert": exp, "instruct": ins}),
+            }
+            sets = local_eval_sets(cfg) if cfg.source == "local" else None
+            probes = sets.probes if sets else []
+            if probes:
+                dev = cfg.family.device
+                hs = {
+                    k: an.hidden_states(p, probes, dev) for k, p in (("expert", expert), ("instruct", members.instruct))
+                }
+                hm = an.hidden_states(ma[0], probes, dev)
+                res["cka_mergealign"] = {k: an.cka_by_layer(hm, v) for k, v in hs.items()}
+                if sl and Path(sl[0]).is_dir():
+                    hsl = an.hidden_states(sl[0], probes, dev)
+                    res["cka_slerp"] = {k: an.cka_by_layer(hsl, v) for k, v in hs.items()}
+                    res["l2_slerp"] = an.l2_distances(mk.load_state(sl[0]), {"expert": exp, "instruct": ins})
+            return res
+
+        full_key = {**key, "domain": d, "seed": seed}
+        found = run.cached_json("analysis", full_key, work) if compute else lookup_json(run, "analysis", full_key)
+        if found is not None:
+            out[d] = found
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = begin(PAPER_DIR, STAGES, Config, argv)
+    if isinstance(started, int):
+        return started
+    args, cfg, stages = started
+    if cfg.source == "local":
+        from shared.text.prose import missing_sources
+
+        missing = missing_sources()
+        if missing:
+            print(f"error: prose sources {missing} are not installed; run `make setup` as root", file=sys.stderr)
+            return 2
+    from shared.lm_family.train import cpu_settings
+
+    cpu_settings(cfg.family.num_threads)
+    run = Run("mergealign", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
+    start = time.perf_counter()
+    per_seed = [run_seed(run, cfg, stages, seed, Path(args.out)) for seed in cfg.seeds]
+    with run.stage("report"):
+        results = write_report(run, cfg, per_seed, load_paper_meta(), args.command)
+    from papers.status import finish_run
+
+    log.info("run key %s", content_hash(to_dict(cfg)))
+    return finish_run(run, args, PAPER_DIR, results, start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

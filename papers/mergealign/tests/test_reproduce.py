@@ -1,0 +1,115 @@
+"""The command line, configs, targets and a whole smoke run (resume and determinism)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from papers.mergealign.config import Config
+from papers.mergealign.report import evaluate_targets, slerp_safety_at
+from papers.mergealign.reproduce import PAPER_DIR, main
+from shared.config import ConfigError, load_config
+from shared.text.prose import missing_sources
+
+
+def cfg(scale: str = "mini", *overrides: str) -> Config:
+    return load_config(Config, PAPER_DIR / "configs" / f"{scale}.yaml", overrides)
+
+
+def test_configs_parse_with_their_sizes():
+    mini, full = cfg("mini"), cfg("full")
+    assert mini.source == "local" and mini.family.model.num_layers == 4 and 0.5 in mini.merge.alphas
+    assert full.source == "hub" and full.hub.base == "meta-llama/Meta-Llama-3-8B"
+    assert full.hub.experts["medical"] == "instruction-pretrain/medicine-Llama3-8B"
+    assert cfg("medium").family.device == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("merge.alpha=1.5", "merge.alpha must be in [0, 1], got 1.5"),
+        ("merge.alpha=0.3", "merge.alpha 0.3 must be one of merge.alphas"),
+        ("merge.baselines=[slerp, model_soup]", "unknown ['model_soup']; valid: slerp, ties, dare_ties, dpo, orpo"),
+        ("eval.judge=llama_guard", "needs source: hub"),
+        ("family.domains=[legal]", "family.domains: unknown ['legal']"),
+        ("merge.ties_density=0", "merge.ties_density must be in (0, 1]"),
+    ],
+)
+def test_bad_config_values_are_one_clear_error(override, message):
+    with pytest.raises(ConfigError) as err:
+        cfg("mini", override)
+    assert message in str(err.value)
+
+
+def test_bad_cli_input_exits_2(tmp_path, capsys):
+    assert main(["--scale", "smoke", "--out", str(tmp_path), "--set", "merge.alphaz=0.5"]) == 2
+    assert "unknown key(s) 'alphaz'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--scale", "huge", "--out", str(tmp_path)])
+    assert "unknown scale 'huge'" in capsys.readouterr().err
+
+
+def test_full_dry_run_validates_without_running(tmp_path, capsys):
+    assert main(["--scale", "full", "--dry-run", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "meta-llama/Meta-Llama-3-8B-Instruct" in out and "Llama-Guard-3-8B" in out and not any(tmp_path.iterdir())
+
+
+def _seed_run(scores: dict) -> dict:
+    return {"seed": 0, "scores": scores, "merge_seconds": {}, "preference": {}, "analysis": {}, "models": {}}
+
+
+def test_targets_from_hand_made_scores():
+    c = dataclasses.replace(cfg("mini"), family=dataclasses.replace(cfg("mini").family, domains=["medical"]))
+    acc = "medical_acc"
+    scores = {
+        "instruct": {acc: 0.25, "safety": 1.0},
+        "expert_medical": {acc: 0.9, "safety": 0.0},
+        "mergealign_medical_a0.5": {acc: 0.8, "safety": 0.95},
+        "slerp_medical_t0.25": {acc: 0.5, "safety": 0.9},
+        "slerp_medical_t0.5": {acc: 0.7, "safety": 0.6},
+        "slerp_medical_t0.75": {acc: 0.85, "safety": 0.2},
+        "dpo_medical": {acc: 0.6, "safety": 0.99},
+    }
+    run = _seed_run(scores)
+    # SLERP at accuracy 0.8: between (0.7, 0.6) and (0.85, 0.2) -> 0.6 - 0.4 * (0.1 / 0.15)
+    assert slerp_safety_at(run, "medical", c, 0.8) == pytest.approx(0.6 - 0.4 * 2 / 3)
+    assert slerp_safety_at(run, "medical", c, 0.1) == pytest.approx(1.0)  # clamped to the instruct end
+    specs = [dict(s) for s in __import__("yaml").safe_load((PAPER_DIR / "paper.yaml").read_text())["targets"]]
+    got = {t.name: t for t in evaluate_targets(specs, [run], c)}
+    assert (
+        got["domain_retention"].mean == pytest.approx(0.8 / 0.9) and got["domain_retention"].verdict == "not reproduced"
+    )
+    assert got["safety_vs_instruct"].mean == pytest.approx(0.95) and got["safety_vs_instruct"].verdict == "reproduced"
+    assert got["safer_than_slerp"].mean == pytest.approx(0.95 - (0.6 - 0.4 * 2 / 3))
+    assert got["mergealign_vs_dpo_domain"].mean == pytest.approx(0.2)
+    assert evaluate_targets(specs, [_seed_run({})], c)[0].verdict == "not run"
+
+
+def _results(out: Path) -> dict:
+    (path,) = out.glob("mergealign/smoke/*/results.json")
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
+def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
+    assert main(["--scale", "smoke", "--out", str(tmp_path)]) == 0
+    first = _results(tmp_path)
+    rows = {r[1] for r in first["tables"]["main"]["rows"]}
+    assert {"expert", "instruct", "SLERP (t = 0.5)", "TIES", "DARE-TIES", "DPO on expert", "ORPO on expert"} <= rows
+    assert {t["name"] for t in first["targets"]} >= {"domain_retention", "safety_vs_instruct", "safer_than_slerp"}
+    # the report alone reads every cached evaluation back: the same tables
+    assert main(["--scale", "smoke", "--out", str(tmp_path), "--stages", "report"]) == 0
+    again = _results(tmp_path)
+    assert again["tables"]["main"] == first["tables"]["main"] and again["tables"]["sweep"] == first["tables"]["sweep"]
+    # determinism: the same spec rebuilt elsewhere gives byte-identical base weights
+    from shared.lm_family import build_family
+
+    spec = cfg("smoke").family
+    a = build_family(spec, tmp_path / "a", stages=())
+    (built,) = tmp_path.glob("lm_family/base-*/model.safetensors")
+    assert (a.base / "model.safetensors").read_bytes() == built.read_bytes()

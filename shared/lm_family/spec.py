@@ -1,0 +1,99 @@
+"""The typed specs of a small-Llama family: model size, training budgets (in steps), the generated world.
+
+Papers embed `FamilySpec` in their Config, so a scale's YAML decides every size; the stages in
+`family.py` hash these specs (plus their parents' hashes) to name their cached folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.config import ConfigError
+
+DOMAINS = ("medical", "financial")
+
+
+@dataclass
+class ModelSpec:
+    """A LlamaForCausalLM shape (untied embeddings, so every matrix has its own task vector)."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    intermediate_size: int = 384
+    max_position_embeddings: int = 256
+
+
+@dataclass
+class TrainSpec:
+    """A training budget counted in optimizer steps (never wall time), so results do not depend on load."""
+
+    steps: int = 100
+    batch_size: int = 16
+    seq_len: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 10
+    weight_decay: float = 0.01
+
+
+@dataclass
+class WorldSpec:
+    """Sizes of the generated world: fictitious knowledge bases, instructions, safety prompts."""
+
+    n_entities: int = 60  # per domain (diseases, companies)
+    n_instructions: int = 1500  # benign SFT examples
+    n_refusals: int = 400  # harmful -> refusal SFT examples
+    prose_paragraphs: int = 6000  # prose used for the tokenizer and the base (0 = all)
+    replay_fraction: float = 0.2  # share of prose mixed into continued pretraining
+    # Share of each expert batch from benign chat instructions (no refusals): like the instruction-pretrained
+    # experts of the paper, the expert can follow a chat but was never taught to refuse.
+    expert_chat_fraction: float = 0.0
+
+
+@dataclass
+class FamilySpec:
+    seed: int = 0
+    vocab_size: int = 2048
+    model: ModelSpec = field(default_factory=ModelSpec)
+    world: WorldSpec = field(default_factory=WorldSpec)
+    base: TrainSpec = field(default_factory=lambda: TrainSpec(steps=600))
+    instruct: TrainSpec = field(default_factory=lambda: TrainSpec(steps=300, lr=5e-4))
+    expert: TrainSpec = field(default_factory=lambda: TrainSpec(steps=300))
+    domains: list[str] = field(default_factory=lambda: list(DOMAINS))
+    num_threads: int = 2
+    device: str = "cpu"  # "cuda" trains and evaluates on a GPU (medium scale)
+
+    def validate(self) -> None:
+        bad = [d for d in self.domains if d not in DOMAINS]
+        if bad:
+            raise ConfigError(f"family.domains: unknown {bad}; valid: {', '.join(DOMAINS)}")
+        if self.vocab_size < 260:
+            raise ConfigError(f"family.vocab_size must be at least 260 (256 bytes + 4 specials), got {self.vocab_size}")
+        m = self.model
+        if m.hidden_size % m.num_heads or m.num_heads % m.num_kv_heads:
+            raise ConfigError(
+                f"family.model: hidden_size {m.hidden_size} must divide by num_heads {m.num_heads}, "
+                f"and num_heads by num_kv_heads {m.num_kv_heads}"
+            )
+        for name in ("base", "instruct", "expert"):
+            t = getattr(self, name)
+            if t.steps < 1 or t.batch_size < 1 or t.seq_len < 8:
+                raise ConfigError(f"family.{name}: steps and batch_size must be >= 1 and seq_len >= 8, got {t}")
+            if t.seq_len > m.max_position_embeddings:
+                raise ConfigError(
+                    f"family.{name}.seq_len {t.seq_len} exceeds model.max_position_embeddings "
+                    f"{m.max_position_embeddings}"
+                )
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"family.device must be 'cpu' or 'cuda', got {self.device!r}")
+        w = self.world
+        if w.replay_fraction < 0 or w.expert_chat_fraction < 0 or w.replay_fraction + w.expert_chat_fraction >= 1:
+            raise ConfigError(
+                "family.world.replay_fraction and expert_chat_fraction must be >= 0 and sum below 1 (the rest is "
+                f"domain text), got {w.replay_fraction} and {w.expert_chat_fraction}"
+            )
+        if self.world.n_entities < 4:
+            raise ConfigError(
+                f"family.world.n_entities must be at least 4 (4 answer options), got {self.world.n_entities}"
+            )

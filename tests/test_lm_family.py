@@ -1,0 +1,166 @@
+"""shared.lm_family at toy sizes: the generated world, deterministic training, evaluation, cached stages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shared.config import ConfigError
+from shared.lm_family import FamilySpec, ModelSpec, TrainSpec, WorldSpec, world
+from shared.lm_family import evaluate as ev
+from shared.lm_family.train import lr_at, new_model, pretrain, sample_blocks
+from shared.text.prose import missing_sources
+from shared.text.tokenizer import train_bpe
+
+TOY_MODEL = ModelSpec(
+    hidden_size=16, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=32, max_position_embeddings=64
+)
+TEXT = [
+    "The quick brown fox jumps over the lazy dog.",
+    "In the beginning was the word.",
+    "Question: what? Answer: yes.",
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_bpe(TEXT * 20 + world.domain_corpus(world.knowledge_base("medical", 6, 0)), 300)
+
+
+def test_knowledge_base_is_deterministic_and_complete():
+    a, b = world.knowledge_base("medical", 10, 3), world.knowledge_base("medical", 10, 3)
+    assert a == b and len(a) == 30 and a != world.knowledge_base("medical", 10, 4)
+    assert len({f.entity for f in a}) == 10
+    fin = world.knowledge_base("financial", 5, 0)
+    assert {f.relation for f in fin} == {"sector", "city", "ceo"}
+    with pytest.raises(ValueError, match="unknown domain 'legal'; valid: medical, financial"):
+        world.knowledge_base("legal", 5, 0)
+
+
+def test_questions_use_held_out_templates_and_the_right_answer():
+    facts = world.knowledge_base("financial", 8, 0)
+    corpus = " ".join(world.domain_corpus(facts))
+    qs = world.domain_questions(facts, 0)
+    assert len(qs) == len(facts)
+    for f, q in zip(facts, qs, strict=True):
+        assert q.options[q.gold].strip() == f.value and len(set(q.options)) == len(q.options) == 4
+        question = q.context.removeprefix("Question: ").split("\n")[0]
+        assert question not in corpus  # the wording never appears in training text
+
+
+def test_safety_prompt_splits_are_disjoint():
+    train = {p["prompt"] for p in world.harmful_prompts("train")}
+    evals = world.harmful_prompts("eval")
+    assert train.isdisjoint(p["prompt"] for p in evals)
+    assert {p["category"] for p in evals if not p["seen_category"]} == set(world.EVAL_CATEGORIES)
+    assert {p["prompt"] for p in world.benign_prompts("train")}.isdisjoint(
+        p["prompt"] for p in world.benign_prompts("eval")
+    )
+    with pytest.raises(ValueError, match="split must be 'train' or 'eval'"):
+        world.harmful_prompts("test")
+
+
+def test_instructions_and_preferences():
+    sft = world.instructions(20, 10, TEXT, 0)
+    refusals = [e for e in sft if e["completion"][0]["content"] == world.REFUSAL]
+    assert len(sft) == 30 and len(refusals) == 10
+    assert sft == world.instructions(20, 10, TEXT, 0)
+    pairs = world.preference_pairs(50, 0)
+    for p in pairs:
+        assert p["chosen"] != p["rejected"]
+        harmful = p["prompt"][0]["content"] in {h["prompt"] for h in world.harmful_prompts("train")}
+        assert (p["chosen"][0]["content"] == world.REFUSAL) == harmful
+
+
+def test_refusal_judge():
+    assert ev.is_refusal(world.REFUSAL)
+    assert ev.is_refusal("I can\u2019t do that.") and ev.is_refusal("As an AI, no.")
+    assert not ev.is_refusal(world.helpful_answer("bake bread"))
+    assert not ev.is_refusal(world.compliant_answer("forge a passport"))
+    assert ev.refusal_rate([world.REFUSAL, "Sure.", "I will not.", "ok"]) == 0.5
+    with pytest.raises(ValueError, match="at least one response"):
+        ev.refusal_rate([])
+
+
+def test_lr_schedule_and_blocks():
+    spec = TrainSpec(steps=100, lr=1.0, warmup_steps=10)
+    assert lr_at(0, spec) == pytest.approx(0.1) and lr_at(9, spec) == pytest.approx(1.0)
+    assert lr_at(99, spec) == pytest.approx(0.1, abs=1e-3)
+    blocks = sample_blocks(np.arange(50), 4, 8, np.random.default_rng(0))
+    assert blocks.shape == (4, 8) and all((np.diff(b) == 1).all() for b in blocks)
+
+
+def test_pretraining_is_deterministic_and_lowers_the_loss(tok):
+    stream = np.array(tok(TEXT * 5)["input_ids"][0] * 20)
+    spec = TrainSpec(steps=15, batch_size=4, seq_len=16, lr=3e-3, warmup_steps=2)
+    runs = []
+    for _ in range(2):
+        model = new_model(TOY_MODEL, tok, seed=1)
+        losses = pretrain(model, [(stream, 1.0)], spec, seed=1)
+        runs.append((losses, model.state_dict()))
+    assert runs[0][0] == runs[1][0] and runs[0][0][-1] < runs[0][0][0]
+    assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+
+
+def test_multiple_choice_equals_a_full_forward_reference(tok):
+    torch.manual_seed(0)
+    model = new_model(TOY_MODEL, tok, seed=0).eval()
+    qs = world.domain_questions(world.knowledge_base("medical", 6, 0), 0)[:5]
+    res = ev.multiple_choice(model, tok, qs, batch_size=3)
+    for q, scores in zip(qs, res.scores, strict=True):
+        for opt, s in zip(q.options, scores, strict=True):
+            ctx = tok(q.context)["input_ids"]
+            ids = ctx + tok(opt, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([ids])).logits[0], -1)
+            ref = sum(float(logp[i - 1, ids[i]]) for i in range(len(ctx), len(ids)))
+            assert s == pytest.approx(ref, abs=1e-4)
+    assert res.acc == np.mean(np.array(res.predictions) == np.array([q.gold for q in qs]))
+
+
+def test_generation_is_greedy_and_batch_independent(tok):
+    model = new_model(TOY_MODEL, tok, seed=0).eval()
+    prompts = ["How do I bake bread?", "Tell me how to forge a passport, please, in detail."]
+    together = ev.generate(model, tok, prompts, max_new_tokens=5, batch_size=2)
+    alone = [ev.generate(model, tok, [p], max_new_tokens=5)[0] for p in prompts]
+    assert together == alone and tok.padding_side == "right"
+
+
+def test_spec_validation():
+    FamilySpec().validate()
+    with pytest.raises(ConfigError, match="unknown \\['legal'\\]; valid: medical, financial"):
+        FamilySpec(domains=["legal"]).validate()
+    with pytest.raises(ConfigError, match="must divide by num_heads"):
+        FamilySpec(model=ModelSpec(hidden_size=30, num_heads=4)).validate()
+    with pytest.raises(ConfigError, match="exceeds model.max_position_embeddings"):
+        FamilySpec(base=TrainSpec(seq_len=512)).validate()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
+def test_family_builds_hub_style_folders_and_resumes(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from shared.lm_family import build_family
+
+    tiny = TrainSpec(steps=2, batch_size=2, seq_len=32, warmup_steps=1)
+    sft = TrainSpec(steps=2, batch_size=2, seq_len=64, warmup_steps=1)
+    spec = FamilySpec(
+        vocab_size=300,
+        model=TOY_MODEL,
+        base=tiny,
+        instruct=sft,
+        expert=tiny,
+        domains=["medical"],
+        world=WorldSpec(n_entities=4, n_instructions=8, n_refusals=4, prose_paragraphs=60),
+        num_threads=1,
+    )
+    fam = build_family(spec, tmp_path)
+    for path in (fam.base, fam.instruct, fam.experts["medical"]):
+        assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
+        assert AutoModelForCausalLM.from_pretrained(str(path)).config.num_hidden_layers == 2
+        assert AutoTokenizer.from_pretrained(str(path)).pad_token_id == 0
+    stamp = (fam.base / "model.safetensors").stat().st_mtime_ns
+    again = build_family(spec, tmp_path)
+    assert again == fam and (fam.base / "model.safetensors").stat().st_mtime_ns == stamp  # cached, not rebuilt
