@@ -87,7 +87,7 @@ def main() -> int:
     result = {
         "machine": machine_summary(),
         "threads": cfg.family.num_threads,
-        "model": {"parameters": n_params, "layers": spec.num_layers, "hidden": spec.hidden_size},
+        "model": {"parameters": n_params, "layers": spec.num_layers, "hidden": spec.hidden_size, "vocab": len(tok)},
         "merge": {
             "mergekit_s": round(t_mk, 3),
             "hand_reference_s": round(t_hand, 3),
