@@ -24,15 +24,15 @@ def mlp(in_shape: tuple[int, ...], widths: list[int], n_classes: int) -> nn.Sequ
 
 
 def cnn(in_shape: tuple[int, ...], widths: list[int], n_classes: int) -> nn.Sequential:
-    """[Conv3x3 stride 2 -> ReLU] per width -> global average pool -> Linear. Strided convolutions instead
-    of max pooling (max-pool backward is most of a small CNN's cost on a CPU); the global pool keeps the
-    head small, so a width expansion of the last conv can match a depth expansion's parameter count."""
+    """[Conv3x3 stride 2 -> ReLU] per width -> Flatten -> Linear. Strided convolutions instead of max
+    pooling: max-pool backward is most of a small CNN's cost on a CPU."""
+    channels, h, w = in_shape
     layers: list[nn.Module] = []
-    prev = in_shape[0]
+    prev = channels
     for c in widths:
         layers += [nn.Conv2d(prev, c, 3, stride=2, padding=1), nn.ReLU()]
-        prev = c
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(prev, n_classes)]
+        prev, h, w = c, (h + 1) // 2, (w + 1) // 2
+    layers += [nn.Flatten(), nn.Linear(prev * h * w, n_classes)]
     return nn.Sequential(*layers)
 
 
