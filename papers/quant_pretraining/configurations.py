@@ -37,6 +37,7 @@ class Configuration:
     v: QuantSpec | None = None
     optimizer: str = "adamw"
     gemm: str = "fake"  # "int8" / "fp8": the W8A8 forward GEMM in real low precision (beyond the paper)
+    head: bool = True  # quantize the LM head too, as the authors' make_quant_layer swaps every nn.Linear
     source: str = ""
 
     @property
@@ -66,6 +67,9 @@ CONFIGURATIONS: dict[str, Configuration] = {
         Configuration("a4_per_token", "ablations", a=_w(4), source="4bit_sym_per_row (activations)"),
         Configuration("g8_per_tensor", "ablations", g=_g(8, "tensor"), source="8bit_sym_per_tensor (gradients)"),
         Configuration("g4_per_token", "ablations", g=_g(4), source="4bit_sym_per_row (gradients)"),
+        Configuration(
+            "g8_per_token_no_head", "ablations", g=_g(8), head=False, source="ours: G8 with the LM head in fp"
+        ),
         # optimizer states (configs/optimizer/*)
         Configuration("m8_per_channel", "optimizer states", m=_s(8), source="s_one_8_sym_per_channel"),
         Configuration("m8_per_tensor", "optimizer states", m=_s(8, "tensor"), source="s_one_8_sym_per_tensor"),

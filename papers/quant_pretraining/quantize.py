@@ -167,14 +167,18 @@ class QuantLinear(torch.nn.Linear):
         return f"{super().extra_repr()}, w={self.w_spec}, a={self.a_spec}, g={self.g_spec}"
 
 
-def quantize_linears(model: torch.nn.Module, w=None, a=None, g=None, gemm: Gemm = "fake") -> int:  # noqa: ANN001
+def quantize_linears(  # noqa: ANN001
+    model: torch.nn.Module, w=None, a=None, g=None, gemm: Gemm = "fake", skip: tuple[str, ...] = ()
+) -> int:
     """Swap every nn.Linear in `model` (the LM head included) for a QuantLinear sharing its parameters.
 
     Returns how many layers were swapped. Parameters are the same objects, so tied weights stay tied
-    and an optimizer built before or after sees the same tensors.
+    and an optimizer built before or after sees the same tensors. Children named in `skip` stay as they are.
     """
     count = 0
     for name, child in list(model.named_children()):
+        if name in skip:
+            continue
         if type(child) is torch.nn.Linear:
             q = QuantLinear.__new__(QuantLinear)
             torch.nn.Module.__init__(q)
@@ -184,5 +188,5 @@ def quantize_linears(model: torch.nn.Module, w=None, a=None, g=None, gemm: Gemm 
             setattr(model, name, q)
             count += 1
         else:
-            count += quantize_linears(child, w, a, g, gemm)
+            count += quantize_linears(child, w, a, g, gemm, skip)
     return count

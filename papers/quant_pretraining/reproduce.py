@@ -8,6 +8,7 @@ Stages (each run cached by content hash in the run folder, and resumed from its 
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import shutil
 import sys
@@ -24,12 +25,32 @@ from papers.quant_pretraining.train import train_one
 from shared.cli import begin
 from shared.config import to_dict
 from shared.data.errors import DatasetNotFoundError
+from shared.io import atomic_write_json
 from shared.progress import get_logger, setup_logging
 from shared.run import Run, content_hash
 
 PAPER_DIR = Path(__file__).resolve().parent
 STAGES = ("data", "train", "report")
 log = get_logger("quant_pretraining")
+
+
+class TrainCache:
+    """Finished runs by content: (configuration, seed, model, data, train, engine). Shared by every
+    run folder of a scale, so adding a configuration to a table trains only that configuration."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, key: dict) -> Path:
+        return self.folder / f"{key['configuration']}-seed{key['seed']}-{content_hash(key)}.json"
+
+    def get(self, key: dict) -> dict | None:
+        path = self._path(key)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def put(self, key: dict, summary: dict) -> dict:
+        atomic_write_json(self._path(key), summary)
+        return json.loads(self._path(key).read_text())  # the same types a rerun reads back
 
 
 def _train_in_worker(cfg: Config, corpus: Corpus, name: str, seed: int, ckpt: Path) -> dict:
@@ -75,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     train_key = content_hash([to_dict(cfg.model), to_dict(cfg.data), to_dict(cfg.train), to_dict(cfg.engine)])
     keys = {(name, seed): {"configuration": name, "seed": seed, "train": train_key} for name, seed in cfg.runs()}
-    outputs = {run_: found for run_, key in keys.items() if (found := run.lookup_json("train", key)) is not None}
+    cache = TrainCache(run.dir.parent / "train-cache")
+    outputs = {run_: found for run_, key in keys.items() if (found := cache.get(key)) is not None}
     pending = [run_ for run_ in keys if run_ not in outputs]
     if "train" in stages and pending:
         log.info("training %d of %d runs, %d at a time", len(pending), len(keys), cfg.parallel_runs)
         with run.stage("train"):
             for (name, seed), summary in train_all(cfg, corpus, pending, run.dir / "checkpoints"):
-                outputs[(name, seed)] = run.cached_json("train", keys[(name, seed)], lambda s=summary: s)
+                outputs[(name, seed)] = cache.put(keys[(name, seed)], summary)
                 log.info("%s seed %d: val loss %.4f, %.0f tok/s", name, seed, summary["final"]["val_loss"],
                          summary["tokens_per_s"])  # fmt: skip
     with run.stage("report"):

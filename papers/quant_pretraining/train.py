@@ -26,7 +26,9 @@ def build_model(cfg: Config, vocab_size: int, configuration: Configuration) -> G
     m = cfg.model
     model = GPT(GPTConfig(vocab_size, cfg.data.seq_len, m.n_layer, m.n_head, m.n_embd, m.dropout))
     if configuration.quantizes_layers:
-        quantize_linears(model, configuration.w, configuration.a, configuration.g, configuration.gemm)  # type: ignore[arg-type]
+        skip = () if configuration.head else ("lm_head",)
+        c = configuration
+        quantize_linears(model, c.w, c.a, c.g, c.gemm, skip)  # type: ignore[arg-type]
     return model
 
 

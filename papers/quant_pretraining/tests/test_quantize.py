@@ -143,3 +143,10 @@ def test_real_gemm_gradients_match_the_fake_quant_layer():
 def test_real_gemm_refuses_other_quantizers():
     with pytest.raises(ValueError, match="gemm='int8' needs 8-bit symmetric per-row"):
         quant_linear(torch.randn(4, 8), torch.randn(4, 8), None, QuantSpec(4, "row"), QuantSpec(8, "row"), gemm="int8")
+
+
+def test_skip_leaves_the_lm_head_in_full_precision():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=64, n_positions=16, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    assert quantize_linears(model, g=QuantSpec(8, "row"), skip=("lm_head",)) == 4
+    assert type(model.lm_head) is torch.nn.Linear and type(model.blocks[0].mlp.fc1) is QuantLinear
