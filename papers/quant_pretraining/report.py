@@ -91,6 +91,8 @@ def _figure(run: Run, outputs: dict, names: list[str]) -> str:
             seed = min(s for (n, s) in outputs if n == name)
             if c.group == group:
                 ax.plot(*_smooth(outputs[(name, seed)]["curve"]), lw=1.2, label=name)
+        if group == "real low precision" and ("w8a8_per_token", 0) in outputs:  # its fake-quant twin
+            ax.plot(*_smooth(outputs[("w8a8_per_token", 0)]["curve"]), "--", lw=1.2, label="w8a8_per_token (fake)")
         ax.set_title(group)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
