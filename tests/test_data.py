@@ -112,3 +112,13 @@ def test_pickle_stream_of_numpy_array_is_allowed():
     from shared.data.cifar import _RestrictedUnpickler
 
     assert _RestrictedUnpickler(buf).load().tolist() == [0, 1, 2]
+
+
+def test_hf_image_splits_fail_offline_with_one_clear_error(monkeypatch):
+    from shared.data.hf import load_hf_image_splits
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DatasetNotFoundError, match="needs data.hf_id"):
+        load_hf_image_splits(None, "cifar10")
+    with pytest.raises(DatasetNotFoundError, match="could not load 'no-such/dataset'.*get the files"):
+        load_hf_image_splits("no-such/dataset", "cifar10", "get the files")

@@ -14,6 +14,7 @@ from shared.data.bundled import load_digits_split
 from shared.data.cifar import HOW_TO_GET as CIFAR_HOW_TO_GET
 from shared.data.cifar import load_cifar10
 from shared.data.errors import DatasetNotFoundError
+from shared.data.hf import load_hf_image_splits
 from shared.data.idx import load_idx_split
 
 ENV_DATA_DIR = "DIM_REDUCTION_DATA_DIR"
@@ -53,33 +54,11 @@ def _data_dir(cfg: DataConfig) -> Path:
     return Path(folder)
 
 
-def _load_hf(cfg: DataConfig) -> tuple[np.ndarray, ...]:
-    """Standard splits through HF datasets (the real hub id lives in the full config)."""
-    if not cfg.hf_id:
-        raise DatasetNotFoundError(f"{cfg.dataset}: data.source=hf needs data.hf_id")
-    from datasets import load_dataset
-
-    try:
-        ds = load_dataset(cfg.hf_id)
-    except Exception as exc:  # offline, unknown id, no cache: all end the same way for the user
-        raise DatasetNotFoundError(
-            f"{cfg.dataset}: HF datasets could not load {cfg.hf_id!r} ({type(exc).__name__}: {exc}). "
-            f"It needs a network or a local HF cache (HF_DATASETS_OFFLINE=1 forbids downloads). "
-            f"{HOW_TO_GET[cfg.dataset]}"
-        ) from exc
-    image_key = next(k for k in ("image", "img") if k in ds["train"].column_names)
-    out = []
-    for split in ("train", "test"):
-        part = ds[split].with_format("numpy")
-        out += [np.stack(part[image_key]).astype(np.uint8), np.asarray(part["label"], dtype=np.int64)]
-    return tuple(out)
-
-
 def _load_raw(cfg: DataConfig) -> tuple[np.ndarray, ...]:
     if cfg.dataset == "digits":
         return load_digits_split()
     if cfg.source == "hf":
-        return _load_hf(cfg)
+        return load_hf_image_splits(cfg.hf_id, cfg.dataset, HOW_TO_GET[cfg.dataset])
     folder = _data_dir(cfg)
     if not folder.is_dir():
         raise DatasetNotFoundError(f"{cfg.dataset}: folder {folder} does not exist. {HOW_TO_GET[cfg.dataset]}")

@@ -1,0 +1,33 @@
+"""Image classification splits through HF datasets, for users with a network or a local HF cache.
+
+The real hub ids live in the papers' full configs; offline (tests set HF_DATASETS_OFFLINE=1) the
+loader fails with one DatasetNotFoundError that names the id and how to get the files instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.data.errors import DatasetNotFoundError
+
+
+def load_hf_image_splits(hf_id: str | None, name: str, how_to_get: str = "") -> tuple[np.ndarray, ...]:
+    """(x_train uint8, y_train int64, x_test, y_test) of dataset `hf_id`, whose image column is
+    `image` or `img` and label column `label`."""
+    if not hf_id:
+        raise DatasetNotFoundError(f"{name}: data.source=hf needs data.hf_id")
+    from datasets import load_dataset
+
+    try:
+        ds = load_dataset(hf_id)
+    except Exception as exc:  # offline, unknown id, no cache: all end the same way for the user
+        raise DatasetNotFoundError(
+            f"{name}: HF datasets could not load {hf_id!r} ({type(exc).__name__}: {exc}). "
+            f"It needs a network or a local HF cache (HF_DATASETS_OFFLINE=1 forbids downloads). {how_to_get}"
+        ) from exc
+    image_key = next(k for k in ("image", "img") if k in ds["train"].column_names)
+    out = []
+    for split in ("train", "test"):
+        part = ds[split].with_format("numpy")
+        out += [np.stack(part[image_key]).astype(np.uint8), np.asarray(part["label"], dtype=np.int64)]
+    return tuple(out)
