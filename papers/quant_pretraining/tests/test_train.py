@@ -56,3 +56,17 @@ def test_max_spike_measures_rises_above_the_running_minimum():
     losses[60] += 2.0
     assert _max_spike(losses) == pytest.approx(2.0 - 0.01)  # 6.4 above the previous minimum 4.41
     assert _max_spike([1.0] * 50 + [float("nan")] * 50) == float("inf")
+
+
+def test_parallel_workers_give_the_numbers_of_a_serial_run(tmp_path):
+    """train_all in two spawned worker processes == in this process (each run seeds itself)."""
+    from dataclasses import replace
+
+    from papers.quant_pretraining.reproduce import train_all
+
+    cfg, corpus = _setup(tmp_path)
+    runs = [("baseline", 0), ("g8_per_token", 0)]
+    serial = dict(train_all(cfg, corpus, runs, tmp_path / "serial"))
+    parallel = dict(train_all(replace(cfg, parallel_runs=2), corpus, runs, tmp_path / "parallel"))
+    assert {k: _strip(v) for k, v in serial.items()} == {k: _strip(v) for k, v in parallel.items()}
+    assert not list((tmp_path / "parallel").glob("*.ckpt"))  # finished runs leave no checkpoint
