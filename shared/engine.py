@@ -124,7 +124,7 @@ def accumulate_gradients(
     """
     total = 0.0
     for micro in range(grad_accum):
-        batch = batch_fn(step, micro, fabric.global_rank, fabric.world_size)
+        batch = fabric.to_device(batch_fn(step, micro, fabric.global_rank, fabric.world_size))
         with fabric.no_backward_sync(model, enabled=micro < grad_accum - 1):
             loss = loss_fn(model, batch) / grad_accum
             fabric.backward(loss)
