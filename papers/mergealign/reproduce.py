@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import shutil
 import sys
 import tempfile
@@ -193,7 +192,7 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path) -> d
             domains = cfg.family.domains if meta["domain"] is None else [meta["domain"]]
             key = {"model": model_key(path), "eval": to_dict(cfg.eval), "domains": domains, "seed": seed}
             if "evaluate" not in stages:  # the report alone: what earlier runs cached
-                found = lookup_json(run, "eval", key)
+                found = run.lookup_json("eval", key)
                 if found is not None:
                     scores[name] = found
                 continue
@@ -220,12 +219,6 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path) -> d
         "preference": pref_cost,
         "analysis": analysis,
     }
-
-
-def lookup_json(run: Run, stage: str, key: dict) -> dict | None:
-    """A cached_json entry written by an earlier run, or None (computes nothing)."""
-    path = run.cache_dir / f"{stage}-{content_hash(key)}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def run_analysis(run: Run, cfg: Config, members: Members, models: dict, seed: int, compute: bool = True) -> dict:
@@ -264,7 +257,7 @@ def run_analysis(run: Run, cfg: Config, members: Members, models: dict, seed: in
             return res
 
         full_key = {**key, "domain": d, "seed": seed}
-        found = run.cached_json("analysis", full_key, work) if compute else lookup_json(run, "analysis", full_key)
+        found = run.cached_json("analysis", full_key, work) if compute else run.lookup_json("analysis", full_key)
         if found is not None:
             out[d] = found
     return out
