@@ -130,6 +130,9 @@ def dry_run(cfg: Any, all_stages: Sequence[str], stages: set[str], paper: str | 
         gpus, nodes = engine.devices, engine.num_nodes
         print(f"\n# torchrun:\n{render_torchrun(paper, cfg.scale, gpus, nodes)}")
         print(f"\n# sbatch script:\n{render_slurm(SlurmJob(paper, cfg.scale, gpus=gpus, nodes=nodes))}", end="")
+    plan = getattr(cfg, "launch_plan", None)
+    if callable(plan) and plan():  # a config that launches itself otherwise (e.g. a SLURM array over a grid)
+        print(f"\n{plan()}", end="")
     return 0
 
 

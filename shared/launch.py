@@ -60,23 +60,31 @@ class SlurmJob:
     array: list[str] | None = None
     repo: str = "$SLURM_SUBMIT_DIR"
     extra: str = "--publish"
+    shards: int = 0  # > 0: an array of this many tasks over one scale, task i runs `--set grid.shard=i`
 
 
 def render_slurm(job: SlurmJob) -> str:
-    """The sbatch script for `job`; with `array`, one task per scale name."""
+    """The sbatch script for `job`; with `array`, one task per scale name; with `shards`, one task per
+    shard of one scale's grid (the paper's config reads grid.shard and grid.num_shards)."""
     paper = get_paper(job.paper)
     scales = job.array or [job.scale]
     known = available_scales(paper.dir)
     unknown = [s for s in scales if s not in known]
     if unknown:
         raise ValueError(f"{job.paper}: unknown scale(s) {unknown}; valid: {', '.join(known)}")
+    if job.array and job.shards:
+        raise ValueError("a job takes either an array of scales or shards of one scale, not both")
+    extra = job.extra
     if job.array:
         array_line = f"#SBATCH --array=0-{len(scales) - 1}"
         scale_line = f"SCALES=({' '.join(scales)}); SCALE=${{SCALES[$SLURM_ARRAY_TASK_ID]}}"
+    elif job.shards:
+        array_line, scale_line = f"#SBATCH --array=0-{job.shards - 1}", f"SCALE={shlex.quote(job.scale)}"
+        extra = f'--set grid.shard="$SLURM_ARRAY_TASK_ID" --set grid.num_shards={job.shards} {job.extra}'
     else:
         array_line, scale_line = "", f"SCALE={shlex.quote(job.scale)}"
     return TEMPLATE.format(
-        job=f"{job.paper}-{job.scale if not job.array else 'array'}",
+        job=f"{job.paper}-{job.scale if not (job.array or job.shards) else 'array'}",
         nodes=job.nodes,
         gpus=job.gpus,
         cpus=job.cpus,
@@ -86,7 +94,7 @@ def render_slurm(job: SlurmJob) -> str:
         repo=job.repo,
         scale_line=scale_line,
         paper=job.paper,
-        extra=job.extra,
+        extra=extra,
         requeue_exit=REQUEUE_EXIT,
     )
 

@@ -21,6 +21,14 @@ def test_slurm_array_over_scales():
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
 
 
+def test_slurm_array_over_shards_of_one_grid():
+    script = render_slurm(SlurmJob("peft_alignment", "full", shards=4))
+    assert "#SBATCH --array=0-3" in script and "SCALE=full" in script
+    assert '--set grid.shard="$SLURM_ARRAY_TASK_ID" --set grid.num_shards=4' in script
+    with pytest.raises(ValueError, match="either an array of scales or shards"):
+        render_slurm(SlurmJob("peft_alignment", "full", shards=2, array=["full"]))
+
+
 def test_slurm_rejects_unknown_paper_and_scale():
     with pytest.raises(UnknownPaperError, match="valid: .*dim_reduction"):
         render_slurm(SlurmJob("nope"))

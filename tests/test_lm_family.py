@@ -73,6 +73,26 @@ def test_instructions_and_preferences():
         assert (p["chosen"][0]["content"] == world.REFUSAL) == harmful
 
 
+def test_toxic_comments_are_seeded_and_use_only_training_targets():
+    a = world.toxic_comments(50, 0)
+    assert a == world.toxic_comments(50, 0) and a != world.toxic_comments(50, 1)
+    assert all(world.toxic_words_in(c) for c in a)
+    assert not any(t in c for c in a for t in world.TOXIC_EVAL_TARGETS)
+
+
+def test_prose_sample_mixes_in_toxic_comments_only_when_asked():
+    from shared.lm_family.family import heldout_prose, prose_sample
+
+    if missing_sources():
+        pytest.skip("needs python3.11-doc and bible-kjv (make setup)")
+    clean = FamilySpec(world=WorldSpec(prose_paragraphs=100))
+    toxic = FamilySpec(world=WorldSpec(prose_paragraphs=100, toxic_comments=20))
+    assert len(prose_sample(clean)) == 100
+    mixed = prose_sample(toxic)
+    assert len(mixed) == 120 and set(world.toxic_comments(20, 0)) <= set(mixed)
+    assert not set(heldout_prose(clean)) & set(prose_sample(clean))
+
+
 def test_refusal_judge():
     assert ev.is_refusal(world.REFUSAL)
     assert ev.is_refusal("I can\u2019t do that.") and ev.is_refusal("As an AI, no.")

@@ -12,7 +12,6 @@ Stages (per seed), each cached so an interrupted run resumes:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from papers.mergealign.evaluation import EvalSets, evaluate_model, local_eval_se
 from papers.mergealign.report import write_report
 from shared.cli import begin
 from shared.config import to_dict
+from shared.lm_family.merging import weights_key as model_key
 from shared.progress import get_logger, progress
 from shared.run import Run, content_hash
 from shared.seeding import seed_everything
@@ -112,17 +112,6 @@ def run_merges(cfg: Config, plan: dict, models_dir: Path, seed: int) -> dict[str
         seconds[name] = time.perf_counter() - start
         log.info("merged %s in %.2f s", name, seconds[name])
     return seconds
-
-
-def model_key(path: str) -> str:
-    """A content key for a model: the hash of its weights (local) or its id (hub)."""
-    p = Path(path)
-    if not p.is_dir():
-        return path
-    h = hashlib.sha256()
-    for shard in sorted(p.glob("*.safetensors")):
-        h.update(shard.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def eval_sets(cfg: Config) -> tuple[EvalSets, object]:

@@ -46,7 +46,23 @@ def prose_sample(spec: FamilySpec) -> list[str]:
     rng = random.Random(spec.seed)
     rng.shuffle(paragraphs)
     n = spec.world.prose_paragraphs
-    return paragraphs[:n] if n else paragraphs
+    sample = paragraphs[:n] if n else paragraphs
+    if spec.world.toxic_comments:
+        sample = sample + world.toxic_comments(spec.world.toxic_comments, spec.seed)
+        random.Random(spec.seed + 1).shuffle(sample)
+    return sample
+
+
+def heldout_prose(spec: FamilySpec) -> list[str]:
+    """Prose paragraphs the family never trained on: those after the sample in the same seeded order, less
+    any that also occur in the sample (the KJV repeats some verses word for word)."""
+    from shared.text.prose import load_prose
+
+    paragraphs = load_prose()
+    random.Random(spec.seed).shuffle(paragraphs)
+    n = spec.world.prose_paragraphs
+    seen = set(paragraphs[:n])
+    return list(dict.fromkeys(p for p in paragraphs[n:] if p not in seen)) if n else []
 
 
 def cached_folder(root: Path, stage: str, key_obj: dict, build: Callable[[Path], None]) -> tuple[Path, str]:

@@ -49,6 +49,9 @@ class WorldSpec:
     # Share of each expert batch from benign chat instructions (no refusals): like the instruction-pretrained
     # experts of the paper, the expert can follow a chat but was never taught to refuse.
     expert_chat_fraction: float = 0.0
+    # Generated insulting comments mixed into the base's pretraining prose (world.toxic_comments): like the
+    # web text of a real pretrained model, so a toxicity axis has something to measure. 0 = none.
+    toxic_comments: int = 0
 
 
 @dataclass
