@@ -1,0 +1,206 @@
+"""Reproduce the trade-offs of parameter-efficient preference alignment: python -m papers.peft_alignment.reproduce
+
+Stages, each cached so an interrupted run resumes:
+  family   the pre-trained model and its instruction-tuned sibling (shared.lm_family; full: Hub ids)
+  align    every grid job: SFT or DPO with LoRA or QLoRA, then the five evaluation axes (worker processes)
+  merges   SLERP and DARE-TIES merges of the aligned models (mergekit), evaluated like the rest
+  report   results.json, the grid table, the findings with verdicts, figures (always runs)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import yaml
+
+from papers.peft_alignment import grid
+from papers.peft_alignment.config import Config
+from papers.peft_alignment.evaluation import VERSION as EVAL_VERSION
+from papers.peft_alignment.evaluation import EvalSets, local_eval_sets
+from papers.peft_alignment.grid import Job
+from shared.cli import begin
+from shared.config import to_dict
+from shared.lm_family import merging
+from shared.progress import get_logger, progress
+from shared.run import Run, content_hash
+
+PAPER_DIR = Path(__file__).resolve().parent
+STAGES = ("family", "align", "merges", "report")
+log = get_logger("peft_alignment")
+
+
+def load_paper_meta() -> dict:
+    return yaml.safe_load((PAPER_DIR / "paper.yaml").read_text())
+
+
+def original_models(cfg: Config, out: Path) -> dict[str, str]:
+    """{grid model name: folder or Hub id}: the family's base and instruct models at local scales."""
+    if cfg.source == "hub":
+        return {name: cfg.hub.models[name].id for name in cfg.grid.models}
+    from shared.lm_family import build_family
+
+    fam = build_family(cfg.family, out / "lm_family", stages=("instruct",))
+    return {"base": str(fam.base), "instruct": str(fam.instruct)}
+
+
+def eval_sets(cfg: Config) -> EvalSets:
+    if cfg.source == "hub":
+        from papers.peft_alignment.hub import hub_eval_sets
+
+        return hub_eval_sets(cfg)
+    from shared.lm_family.family import heldout_prose
+
+    return local_eval_sets(cfg.eval, heldout_prose(cfg.family), cfg.family.seed)
+
+
+Task = tuple[str, Callable, tuple]  # (label, worker function, its arguments)
+
+
+def execute(cfg: Config, tasks: list[Task]) -> Iterator[tuple[str, dict]]:
+    """Yield (label, result) as tasks finish: here, or in cfg.parallel_runs spawned workers (one torch
+    thread each). Every job seeds itself, so the numbers do not depend on the parallelism."""
+    if cfg.parallel_runs <= 1 or len(tasks) <= 1:
+        for label, fn, args in tasks:
+            yield label, fn(*args)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(cfg.parallel_runs, mp_context=context) as pool:
+        futures = {pool.submit(fn, *args): label for label, fn, args in tasks}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def needs_merged(cfg: Config, job: Job) -> bool:
+    return (
+        cfg.merge.enabled
+        and job.adapter == cfg.grid.adapter
+        and job.dataset == cfg.merge.dataset
+        and job.preference in ("harmless", "helpful")
+    )
+
+
+def run_grid(run: Run, cfg: Config, stages: set[str], models: dict[str, str], sets: EvalSets) -> dict:
+    """Align and evaluate every job of this shard (cached); evaluate the original models."""
+    cfg_dict = to_dict(cfg)
+    base_keys = {name: merging.weights_key(path) for name, path in models.items()}
+    eval_key = {**to_dict(cfg.eval), "version": EVAL_VERSION}
+    jobs = [j for i, j in enumerate(grid.plan(cfg)) if i % cfg.grid.num_shards == cfg.grid.shard]
+    results: dict[str, dict] = {}
+    tasks: list[Task] = []
+    keys: dict[str, dict] = {}
+    merged: dict[str, str] = {}
+    for job in jobs:
+        akey = grid.adapter_key(cfg, job, base_keys[job.model])
+        keys[job.name] = {"adapter": akey, "eval": eval_key}
+        adir = run.dir / "adapters" / f"{job.name}-{akey}"
+        mdir = run.dir / "merged" / f"{job.name}-{akey}" if needs_merged(cfg, job) else None
+        if mdir is not None:
+            merged[job.name] = str(mdir)
+        found = run.lookup_json("job", keys[job.name])
+        if found is not None and (mdir is None or (mdir / "config.json").is_file()):
+            results[job.name] = found
+        else:
+            args = (cfg_dict, job, models[job.model], str(adir), str(mdir) if mdir else None, sets)
+            tasks.append((job.name, grid.run_align_job, args))
+    for name, path in models.items():
+        keys[f"original-{name}"] = {"model": base_keys[name], "eval": eval_key}
+        found = run.lookup_json("job", keys[f"original-{name}"])
+        if found is not None:
+            results[f"original-{name}"] = found
+        else:
+            tasks.append((f"original-{name}", grid.run_eval_job, (cfg_dict, path, sets)))
+    if "align" in stages and tasks:
+        log.info("%d of %d jobs to run, %d at a time", len(tasks), len(jobs) + len(models), cfg.parallel_runs)
+        with run.stage("align"):
+            for label, result in progress(execute(cfg, tasks), total=len(tasks), desc="align"):
+                results[label] = run.cached_json("job", keys[label], lambda result=result: result)
+    return {"results": results, "merged": merged, "jobs": [dataclasses.asdict(j) for j in jobs]}
+
+
+def run_merges(run: Run, cfg: Config, stages: set[str], models: dict[str, str], merged: dict, sets: EvalSets) -> dict:
+    """Table 3: SLERP of two aligned models and DARE-TIES of two or four, over each original model."""
+    cfg_dict, out, tasks, keys, paths = to_dict(cfg), {}, [], {}, {}
+    for model in cfg.grid.models:
+        for seed in cfg.seeds:
+            parents = {k: merged.get(j.name) for k, j in grid.merge_parents(cfg, model, seed).items()}
+            if any(p is None or not (Path(p) / "config.json").is_file() for p in parents.values()):
+                continue
+            for name in grid.MERGES:
+                method, members = grid.merge_members(name)
+                if method == "slerp":
+                    mk_cfg = merging.slerp(parents[members[0]], parents[members[1]], cfg.merge.slerp_t, cfg.merge.dtype)
+                else:
+                    weights = {parents[m]: 1.0 for m in members}
+                    mk_cfg = merging.ties(models[model], weights, cfg.merge.dare_density, "dare_ties", cfg.merge.dtype)
+                label = f"{name}-{model}-s{seed}"
+                key = content_hash({"merge": mk_cfg, "parents": sorted(Path(p).name for p in parents.values())})
+                dest = run.dir / "merges" / f"{label}-{key}"
+                keys[label] = {"merge": key, "eval": {**to_dict(cfg.eval), "version": EVAL_VERSION}}
+                paths[label] = dest
+                found = run.lookup_json("merge", keys[label])
+                if found is not None:
+                    out[label] = found
+                    continue
+                if "merges" not in stages:
+                    continue
+                if not (dest / "config.json").is_file():
+                    import shutil
+                    import tempfile
+
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+                    merging.run_mergekit(mk_cfg, tmp, seed=seed, device=cfg.family.device)
+                    shutil.rmtree(dest, ignore_errors=True)
+                    tmp.rename(dest)
+                tasks.append((label, grid.run_eval_job, (cfg_dict, str(dest), sets)))
+    if tasks:
+        with run.stage("merges"):
+            for label, result in progress(execute(cfg, tasks), total=len(tasks), desc="merges"):
+                out[label] = run.cached_json("merge", keys[label], lambda result=result: result)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = begin(PAPER_DIR, STAGES, Config, argv)
+    if isinstance(started, int):
+        return started
+    args, cfg, stages = started
+    if cfg.source == "local":
+        from shared.text.prose import missing_sources
+
+        missing = missing_sources()
+        if missing:
+            print(f"error: prose sources {missing} are not installed; run `make setup` as root", file=sys.stderr)
+            return 2
+    from shared.lm_family.train import cpu_settings
+
+    cpu_settings(cfg.family.num_threads)
+    # Every shard of a SLURM array writes to the same run folder: the folder's id leaves the shard out.
+    unsharded = dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, shard=0, num_shards=1))
+    run = Run("peft_alignment", args.scale, to_dict(unsharded), cfg.seeds, root=args.out, fresh=args.fresh)
+    start = time.perf_counter()
+    with run.stage("family"):
+        models = original_models(cfg, Path(args.out))
+    sets = eval_sets(cfg)
+    outcome = run_grid(run, cfg, stages, models, sets)
+    outcome["merges"] = run_merges(run, cfg, stages, models, outcome["merged"], sets)
+    if cfg.grid.num_shards > 1 and "report" not in (args.stages or ()):
+        log.info("shard %d of %d done; run `--stages report` once every shard has", cfg.grid.shard, cfg.grid.num_shards)
+        return 0
+    from papers.peft_alignment.report import write_report
+
+    with run.stage("report"):
+        results = write_report(run, cfg, outcome, load_paper_meta(), args.command)
+    from papers.status import finish_run
+
+    return finish_run(run, args, PAPER_DIR, results, start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

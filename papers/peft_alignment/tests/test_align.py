@@ -1,0 +1,123 @@
+"""Alignment runs at toy sizes: the Table 6 adapters land where the paper puts them, DPO's reference is the
+adapter-disabled model, QLoRA trains a 4-bit base, SFT's loss covers the completion only, and a run is
+deterministic for a seed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from papers.peft_alignment import align, data
+from papers.peft_alignment.config import ALL_PROJ, DataConfig, DPOMethodConfig, MethodConfig, QuantConfig
+from shared.lm_family import ModelSpec, world
+from shared.lm_family.train import new_model, save_model
+from shared.text.tokenizer import train_bpe
+
+TOY = ModelSpec(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
+SFT = MethodConfig(steps=2, batch_size=2, lr=1e-2, lora_r=8, lora_alpha=16, max_length=96, optimizer="adamw_torch")
+DPO = dataclasses.replace(DPOMethodConfig(), steps=2, batch_size=2, lr=1e-2, lora_r=4, lora_alpha=8, max_length=96)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    pairs = data.local_pairs("bt", DataConfig(n_pairs=20), 0)
+    texts = [world.chat_text(p["prompt"] + p["chosen"] + p["rejected"]) for s in pairs.values() for p in s]
+    tok = train_bpe(texts, 400)
+    path = tmp_path_factory.mktemp("base") / "base"
+    save_model(new_model(TOY, tok, seed=0), tok, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return data.local_pairs("bt", DataConfig(n_pairs=8), 0)["harmless"]
+
+
+def _tok(path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _logits(model, tok, text="How do I bake bread?"):
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_table6_adapters_target_the_papers_modules(base_dir, pairs):
+    tok = _tok(base_dir)
+    sft, _ = align.train("sft", align.load_base(base_dir, "lora", QuantConfig()), tok, pairs, SFT, seed=0)
+    names = {n.split(".lora_")[0].split(".")[-1] for n, p in sft.named_parameters() if p.requires_grad}
+    assert names == {"q_proj", "v_proj"}
+    h, kv = TOY.hidden_size, TOY.num_kv_heads * TOY.hidden_size // TOY.num_heads
+    r = SFT.lora_r
+    assert sum(p.numel() for p in sft.parameters() if p.requires_grad) == TOY.num_layers * r * ((h + h) + (h + kv))
+    dpo, info = align.train("dpo", align.load_base(base_dir, "lora", QuantConfig()), tok, pairs, DPO, seed=0)
+    assert {n.split(".lora_")[0].split(".")[-1] for n, p in dpo.named_parameters() if p.requires_grad} == set(ALL_PROJ)
+    assert info["reward_accuracy"]  # trl logged DPO's reward statistics
+
+
+def test_dpo_reference_is_the_model_with_the_adapter_disabled(base_dir, pairs):
+    from transformers import AutoModelForCausalLM
+
+    tok = _tok(base_dir)
+    original = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+    model, _ = align.train("dpo", align.load_base(base_dir, "lora", QuantConfig()), tok, pairs, DPO, seed=0)
+    assert not torch.allclose(_logits(model, tok), _logits(original, tok), atol=1e-4)  # the adapter learned
+    with model.disable_adapter():
+        assert torch.equal(_logits(model, tok), _logits(original, tok))  # what trl scores as the reference
+
+
+def test_qlora_trains_a_4bit_base_and_reloads_to_the_same_logits(base_dir, pairs, tmp_path):
+    import bitsandbytes as bnb
+
+    tok = _tok(base_dir)
+    model, info = align.train("sft", align.load_base(base_dir, "qlora", QuantConfig()), tok, pairs, SFT, seed=0)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+    model.save_pretrained(str(tmp_path / "adapter"))
+    again = align.load_adapter(base_dir, tmp_path / "adapter", "qlora", QuantConfig())
+    assert torch.equal(_logits(model, tok), _logits(again, tok))  # what a resumed run evaluates
+
+
+def test_sft_loss_covers_only_the_completion(base_dir, pairs):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    tok = _tok(base_dir)
+    args = align.training_args("sft", SFT, "/tmp/unused-sft", 0, 1, "cpu")
+    trainer = SFTTrainer(
+        model=align.load_base(base_dir, "lora", QuantConfig()),
+        args=SFTConfig(**args),
+        train_dataset=Dataset.from_list(data.sft_examples(pairs[:1])),
+        processing_class=tok,
+        peft_config=align.lora_config(SFT),
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    trained = tok.decode(ids[labels != -100])
+    assert trained.startswith(pairs[0]["chosen"][0]["content"])  # the chosen reply (then end-of-turn tokens)
+    assert pairs[0]["prompt"][0]["content"] not in trained  # the prompt is masked out
+    assert pairs[0]["prompt"][0]["content"] in tok.decode(ids[labels == -100])
+
+
+def test_a_run_is_deterministic_for_its_seed(base_dir, pairs):
+    tok = _tok(base_dir)
+
+    def adapter_weights(seed):
+        model, _ = align.train("sft", align.load_base(base_dir, "lora", QuantConfig()), tok, pairs, SFT, seed=seed)
+        return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    a, b, c = adapter_weights(0), adapter_weights(0), adapter_weights(1)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert any(not torch.equal(a[n], c[n]) for n in a)
+
+
+def test_unknown_method_and_adapter_are_clear_errors(base_dir, pairs):
+    with pytest.raises(ValueError, match="unknown adapter 'ia3'; valid: lora, qlora"):
+        align.load_base(base_dir, "ia3", QuantConfig())
+    with pytest.raises(ValueError, match="unknown method 'kto'; valid: sft, dpo"):
+        align.train("kto", align.load_base(base_dir, "lora", QuantConfig()), _tok(base_dir), pairs, SFT, seed=0)

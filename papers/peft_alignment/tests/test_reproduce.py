@@ -1,0 +1,129 @@
+"""The configs, the grid plan, the targets' arithmetic, the full config's SLURM array, and a whole smoke run
+(deterministic, resumable)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from papers.peft_alignment import grid
+from papers.peft_alignment.config import Config
+from papers.peft_alignment.report import Scores, evaluate_targets, measures
+from papers.peft_alignment.reproduce import PAPER_DIR, load_paper_meta, main
+from shared.config import ConfigError, load_config
+from shared.text.prose import missing_sources
+
+
+def cfg(scale: str = "mini", *overrides: str) -> Config:
+    return load_config(Config, PAPER_DIR / "configs" / f"{scale}.yaml", overrides)
+
+
+def test_configs_carry_the_papers_recipes():
+    full, mini = cfg("full"), cfg("mini")
+    for c in (full, mini):  # Table 6: ranks, alphas, dropouts, targets, schedules, clipping
+        assert (c.sft.lora_r, c.sft.lora_alpha, c.sft.lora_dropout) == (64, 16, 0.1)
+        assert (c.dpo.lora_r, c.dpo.lora_alpha, c.dpo.lora_dropout) == (16, 32, 0.05)
+        assert c.sft.target_modules == ["q_proj", "v_proj"] and len(c.dpo.target_modules) == 7
+        assert (c.sft.scheduler, c.dpo.scheduler, c.sft.max_grad_norm, c.dpo.max_grad_norm) == (
+            "constant",
+            "cosine",
+            0.3,
+            1.0,
+        )
+    assert (full.sft.steps, full.sft.lr, full.dpo.lr, full.sft.batch_size) == (700, 2e-4, 5e-5, 16)
+    assert full.grid.adapter == "qlora" and full.hub.models["vicuna-7b"].id == "lmsys/vicuna-7b-v1.3"
+    assert cfg("medium").family.device == "cuda"
+
+
+def test_mini_plan_is_the_whole_grid_plus_the_adapter_comparison():
+    jobs = grid.plan(cfg("mini"))
+    main_jobs = [j for j in jobs if j.adapter == "lora"]
+    assert len(main_jobs) == 2 * 2 * 2 * 3 * 2  # datasets x methods x models x preferences x seeds
+    assert len(jobs) - len(main_jobs) == 1 * 2 * 2 * 2  # QLoRA: bt x methods x models x 2 preferences, 1 seed
+    assert len({j.name for j in jobs}) == len(jobs)
+
+
+def test_shards_partition_the_jobs():
+    c = cfg("full")
+    names = [j.name for j in grid.plan(c)]
+    sharded = []
+    for i in range(c.grid.num_shards):
+        sharded += [j.name for k, j in enumerate(grid.plan(c)) if k % c.grid.num_shards == i]
+    assert sorted(sharded) == sorted(names)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("grid.preferences=[harmless, polite]", "grid.preferences: ['polite'] not allowed"),
+        ("grid.models=[llama-7b]", "grid.models: ['llama-7b'] not allowed at source local"),
+        ("grid.adapter=ia3", "grid.adapter 'ia3'"),
+        ("dpo.target_modules=[lm_head]", "dpo.target_modules: ['lm_head'] not allowed"),
+        ("grid.shard=3", "grid.shard must be in [0, num_shards=1)"),
+        ("data.hh_noise=1.5", "data: shares must lie in [0, 1]"),
+        ("qlora.quant_type=int3", "qlora.quant_type must be 'nf4' or 'fp4'"),
+    ],
+)
+def test_bad_config_values_are_one_clear_error(override, message):
+    with pytest.raises(ConfigError) as err:
+        cfg("mini", override)
+    assert message in str(err.value)
+
+
+def test_full_dry_run_renders_the_slurm_array(capsys):
+    assert main(["--scale", "full", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    n = cfg("full").grid.num_shards
+    assert f"#SBATCH --array=0-{n - 1}" in out
+    assert f'--set grid.shard="$SLURM_ARRAY_TASK_ID" --set grid.num_shards={n}' in out
+    assert "mistralai/Mistral-7B-Instruct-v0.1" in out
+
+
+def _outcome(c: Config, tox: dict, helpful: dict) -> dict:
+    """Synthetic scores: toxicity per (method, model, preference) on bt, everything else 0.5."""
+    results = {}
+    for j in grid.plan(c):
+        s = {a: 0.5 for a in ("knowledge", "reasoning", "helpfulness", "toxicity", "harmlessness", "overall")}
+        s["toxicity"] = tox.get((j.method, j.model, j.preference), 0.5) if j.dataset == "bt" else 0.5
+        s["helpfulness"] = helpful.get((j.method, j.model, j.preference), 0.5) if j.dataset == "bt" else 0.5
+        results[j.name] = {"job": {}, "scores": s}
+    for m in c.grid.models:
+        results[f"original-{m}"] = {"scores": {"toxicity": 0.6, "helpfulness": 0.4}}
+    return {"results": results, "merges": {}}
+
+
+def test_target_arithmetic_by_hand():
+    c = cfg("mini", "seeds=[0]")
+    tox = {("dpo", "instruct", "harmless"): 0.9, ("dpo", "instruct", "helpful"): 0.7, ("dpo", "instruct", "mix"): 0.4}
+    tox.update({("dpo", "base", p): v for p, v in (("harmless", 0.3), ("helpful", 0.2), ("mix", 0.1))})
+    tox[("sft", "base", "harmless")] = 0.8
+    helpful = {("dpo", "instruct", "helpful"): 0.8, ("sft", "instruct", "helpful"): 0.6}
+    s = Scores(_outcome(c, tox, helpful), c, 0)
+    m = measures(c)
+    assert m["mix_hurts_dpo_instruct_toxicity"](s) == pytest.approx(0.7 - 0.4)
+    assert m["dpo_pretrained_degrades_toxicity"](s) == pytest.approx(0.6 - 0.3)
+    assert m["dpo_instruct_harmless_best_toxicity"](s) == pytest.approx(0.9 - 0.8)
+    assert m["harmless_sft_pretrained_improves_toxicity"](s) == pytest.approx(0.8 - 0.6)
+    assert m["dpo_beats_sft_helpfulness_instruct"](s) == pytest.approx(0.2)
+    assert m["bt_aligns_better_than_hh"](s) == pytest.approx(0.0)  # overall is 0.5 everywhere
+    assert m["dare4_best_instruct_knowledge"](s) is None  # no merges: not run, never a pass
+    targets = {t.name: t for t in evaluate_targets(load_paper_meta()["targets"], [s], c)}
+    assert targets["mix_hurts_dpo_instruct_toxicity"].verdict == "reproduced"
+    assert targets["bt_aligns_better_than_hh"].verdict == "not reproduced"  # 0 is not an improvement
+    assert targets["dare4_best_instruct_knowledge"].verdict == "not run"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
+def test_smoke_run_is_deterministic_and_resumes(tmp_path):
+    assert main(["--scale", "smoke", "--out", str(tmp_path / "a")]) == 0
+    assert main(["--scale", "smoke", "--out", str(tmp_path / "b")]) == 0
+    a = json.loads(next((tmp_path / "a").glob("peft_alignment/smoke/*/results.json")).read_text())
+    b = json.loads(next((tmp_path / "b").glob("peft_alignment/smoke/*/results.json")).read_text())
+    assert a["tables"]["grid"] == b["tables"]["grid"] and a["tables"]["merges"] == b["tables"]["merges"]
+    adapters = sorted((tmp_path / "a").glob("peft_alignment/smoke/*/adapters/*"))
+    assert adapters and all((p / "adapter_model.safetensors").is_file() for p in adapters)
+    stamp = (adapters[0] / "adapter_model.safetensors").stat().st_mtime_ns
+    assert main(["--scale", "smoke", "--out", str(tmp_path / "a")]) == 0  # resumes: nothing retrained
+    assert (adapters[0] / "adapter_model.safetensors").stat().st_mtime_ns == stamp
