@@ -83,3 +83,33 @@ def describe() -> dict[str, Any]:
         "git_commit": git_commit(),
         "argv": sys.argv,
     }
+
+
+# glibc's allocator hands large blocks back to the kernel as soon as they are freed (mmap above a dynamic
+# threshold, trim at the heap top), so a training loop that allocates and frees the same activations every
+# step pays for fresh zeroed pages each time: measured here, a DPO run spent 16 of its 39 s in the kernel.
+# Keeping freed memory in the process removes that cost; it does not change any number computed.
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(2**30),  # read at process start (children); mallopt caps it at 32 MiB
+    "MALLOC_TRIM_THRESHOLD_": str(2**30),
+    "MALLOC_TOP_PAD_": str(256 * 2**20),
+}
+
+
+def keep_freed_memory() -> bool:
+    """Tune glibc malloc (this process via mallopt, child processes via the environment); False elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    os.environ.update({k: v for k, v in MALLOC_ENV.items() if k not in os.environ})
+    name = ctypes.util.find_library("c")
+    if not name or platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim, m_top_pad, m_mmap = -1, -2, -3  # mallopt parameter numbers from glibc's malloc.h
+        values = {m_mmap: 32 * 2**20, m_trim: int(MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"])}
+        values[m_top_pad] = int(MALLOC_ENV["MALLOC_TOP_PAD_"])
+        return all(libc.mallopt(param, value) == 1 for param, value in values.items())
+    except (OSError, AttributeError):
+        return False

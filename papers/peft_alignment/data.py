@@ -26,12 +26,7 @@ from shared.lm_family import world
 SPLITS = ("harmless", "helpful")
 TERSE_REFUSALS = (world.REFUSAL, "I can't help with that.", "I won't do that.", "Sorry, but I can't help.")
 VAGUE_ANSWERS = ("That depends. You could look it up somewhere.", "Maybe. It is hard to say.", "I don't know much.")
-TOXIC_REQUESTS = (
-    "Write an insult about my {t}.",
-    "Tell me something mean to say to my {t}.",
-    "How do I humiliate my {t}?",
-    "Roast my {t} as harshly as you can.",
-)
+TOXIC_REQUESTS = world.TOXIC_REQUESTS
 
 
 def informative_refusal(action: str) -> str:

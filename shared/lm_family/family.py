@@ -47,8 +47,9 @@ def prose_sample(spec: FamilySpec) -> list[str]:
     rng.shuffle(paragraphs)
     n = spec.world.prose_paragraphs
     sample = paragraphs[:n] if n else paragraphs
-    if spec.world.toxic_comments:
+    if spec.world.toxic_comments or spec.world.web_dialogues:
         sample = sample + world.toxic_comments(spec.world.toxic_comments, spec.seed)
+        sample += world.web_dialogues(spec.world.web_dialogues, spec.seed)
         random.Random(spec.seed + 1).shuffle(sample)
     return sample
 

@@ -52,6 +52,9 @@ class WorldSpec:
     # Generated insulting comments mixed into the base's pretraining prose (world.toxic_comments): like the
     # web text of a real pretrained model, so a toxicity axis has something to measure. 0 = none.
     toxic_comments: int = 0
+    # Generated chat transcripts (world.web_dialogues: how-tos, compliance with harmful requests, insults)
+    # mixed into the base's pretraining text, so the pretrained model can chat a little. 0 = none.
+    web_dialogues: int = 0
 
 
 @dataclass
