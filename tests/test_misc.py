@@ -82,3 +82,24 @@ def test_numpy_global_seed_is_scoped():
     assert np.random.rand() == outside  # the outer stream continues as if nothing ran
     with numpy_global_seed(7):
         assert np.random.rand() == inside
+
+
+def test_keep_freed_memory_reaches_child_processes(monkeypatch):
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    from shared.environment import MALLOC_ENV, keep_freed_memory
+
+    for key in MALLOC_ENV:
+        monkeypatch.delenv(key, raising=False)
+    ok = keep_freed_memory()
+    assert ok == (platform.system() == "Linux")
+    env = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('MALLOC_TRIM_THRESHOLD_'))"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+    ).stdout.strip()
+    assert env == MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]
