@@ -7,6 +7,8 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +99,12 @@ MALLOC_ENV = {
 
 
 def keep_freed_memory() -> bool:
-    """Tune glibc malloc (this process via mallopt, child processes via the environment); False elsewhere."""
+    """Tune glibc malloc in this process (mallopt; it caps the mmap threshold at 32 MiB). Call it from a
+    command's entry point only: it changes how a process measures its own memory (efficient_transformers'
+    VmHWM harness), so library code and tests must not. False where glibc is absent."""
     import ctypes
     import ctypes.util
 
-    os.environ.update({k: v for k, v in MALLOC_ENV.items() if k not in os.environ})
     name = ctypes.util.find_library("c")
     if not name or platform.system() != "Linux":
         return False
@@ -113,3 +116,19 @@ def keep_freed_memory() -> bool:
         return all(libc.mallopt(param, value) == 1 for param, value in values.items())
     except (OSError, AttributeError):
         return False
+
+
+@contextmanager
+def child_malloc_env() -> Iterator[None]:
+    """Within the block, child processes started (spawned) inherit MALLOC_ENV, which glibc reads at their
+    start; the parent's environment is restored afterwards."""
+    saved = {k: os.environ.get(k) for k in MALLOC_ENV}
+    os.environ.update(MALLOC_ENV)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -84,22 +84,17 @@ def test_numpy_global_seed_is_scoped():
         assert np.random.rand() == inside
 
 
-def test_keep_freed_memory_reaches_child_processes(monkeypatch):
+def test_child_malloc_env_reaches_children_and_is_restored(monkeypatch):
     import os
-    import platform
     import subprocess
     import sys
 
-    from shared.environment import MALLOC_ENV, keep_freed_memory
+    from shared.environment import MALLOC_ENV, child_malloc_env
 
-    for key in MALLOC_ENV:
-        monkeypatch.delenv(key, raising=False)
-    ok = keep_freed_memory()
-    assert ok == (platform.system() == "Linux")
-    env = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.environ.get('MALLOC_TRIM_THRESHOLD_'))"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-    ).stdout.strip()
-    assert env == MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "123")
+    probe = [sys.executable, "-c", "import os; print(os.environ.get('MALLOC_TRIM_THRESHOLD_'))"]
+    with child_malloc_env():
+        seen = subprocess.run(probe, capture_output=True, text=True).stdout.strip()
+    assert seen == MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ and os.environ["MALLOC_TOP_PAD_"] == "123"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from papers.peft_alignment.config import Config, QuantConfig
 from shared.config import load_config
-from shared.environment import machine_summary
+from shared.environment import keep_freed_memory, machine_summary
 from shared.io import atomic_write_json
 from shared.lm_family import ModelSpec
 
@@ -40,6 +40,7 @@ def _measure(shape: str, method: str, adapter: str, device: str, queue) -> None:
     from shared.lm_family.train import cpu_settings, new_model, save_model
     from shared.text.tokenizer import train_bpe
 
+    keep_freed_memory()  # as the reproduce command's workers run (shared/environment.py)
     cpu_settings(1)
     cfg = load_config(Config, Path(__file__).parent / "configs" / "mini.yaml")
     recipe = dataclasses.replace(cfg.method(method), batch_size=BATCH, max_length=SEQ)

@@ -26,6 +26,7 @@ from papers.peft_alignment.evaluation import EvalSets, local_eval_sets
 from papers.peft_alignment.grid import Job
 from shared.cli import begin
 from shared.config import to_dict
+from shared.environment import child_malloc_env, keep_freed_memory
 from shared.lm_family import merging
 from shared.progress import get_logger, progress
 from shared.run import Run, content_hash
@@ -70,8 +71,8 @@ def execute(cfg: Config, tasks: list[Task]) -> Iterator[tuple[str, dict]]:
             yield label, fn(*args)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(cfg.parallel_runs, mp_context=context) as pool:
-        futures = {pool.submit(fn, *args): label for label, fn, args in tasks}
+    with child_malloc_env(), ProcessPoolExecutor(cfg.parallel_runs, mp_context=context) as pool:
+        futures = {pool.submit(fn, *args): label for label, fn, args in tasks}  # workers keep freed memory
         for future in as_completed(futures):
             yield futures[future], future.result()
 
@@ -203,4 +204,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # this command's own process (family training); workers get child_malloc_env
     sys.exit(main())
