@@ -230,5 +230,5 @@ class Config:
         job = SlurmJob("peft_alignment", self.scale, gpus=1, time="12:00:00", shards=self.grid.num_shards)
         return (
             f"# {self.grid.num_shards} array tasks (grid.shard=0..{self.grid.num_shards - 1}), then "
-            f"`--stages report` once they finish:\n{render_slurm(job)}"
+            f"`--stages merges,report` once they finish:\n{render_slurm(job)}"
         )

@@ -91,7 +91,8 @@ def run_grid(run: Run, cfg: Config, stages: set[str], models: dict[str, str], se
     cfg_dict = to_dict(cfg)
     base_keys = {name: merging.weights_key(path) for name, path in models.items()}
     eval_key = {**to_dict(cfg.eval), "version": EVAL_VERSION}
-    jobs = [j for i, j in enumerate(grid.plan(cfg)) if i % cfg.grid.num_shards == cfg.grid.shard]
+    jobs = grid.plan(cfg)
+    mine = {j.name for i, j in enumerate(jobs) if i % cfg.grid.num_shards == cfg.grid.shard}  # this task runs these
     results: dict[str, dict] = {}
     tasks: list[Task] = []
     keys: dict[str, dict] = {}
@@ -106,7 +107,7 @@ def run_grid(run: Run, cfg: Config, stages: set[str], models: dict[str, str], se
         found = run.lookup_json("job", keys[job.name])
         if found is not None and (mdir is None or (mdir / "config.json").is_file()):
             results[job.name] = found
-        else:
+        elif job.name in mine:
             args = (cfg_dict, job, models[job.model], str(adir), str(mdir) if mdir else None, sets)
             tasks.append((job.name, grid.run_align_job, args))
     for name, path in models.items():
@@ -114,7 +115,7 @@ def run_grid(run: Run, cfg: Config, stages: set[str], models: dict[str, str], se
         found = run.lookup_json("job", keys[f"original-{name}"])
         if found is not None:
             results[f"original-{name}"] = found
-        else:
+        elif cfg.grid.shard == 0:  # in a SLURM array, the first task scores the originals
             tasks.append((f"original-{name}", grid.run_eval_job, (cfg_dict, path, sets)))
     if "align" in stages and tasks:
         log.info("%d of %d jobs to run, %d at a time", len(tasks), len(jobs) + len(models), cfg.parallel_runs)
@@ -190,10 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         models = original_models(cfg, Path(args.out))
     sets = eval_sets(cfg)
     outcome = run_grid(run, cfg, stages, models, sets)
-    outcome["merges"] = run_merges(run, cfg, stages, models, outcome["merged"], sets)
-    if cfg.grid.num_shards > 1 and "report" not in (args.stages or ()):
-        log.info("shard %d of %d done; run `--stages report` once every shard has", cfg.grid.shard, cfg.grid.num_shards)
+    if cfg.grid.num_shards > 1 and "report" not in (args.stages or ()):  # one task of a SLURM array
+        log.info(
+            "shard %d of %d done; once every shard has, run `--stages merges,report`",
+            cfg.grid.shard,
+            cfg.grid.num_shards,
+        )
         return 0
+    outcome["merges"] = run_merges(run, cfg, stages, models, outcome["merged"], sets)
     from papers.peft_alignment.report import write_report
 
     with run.stage("report"):

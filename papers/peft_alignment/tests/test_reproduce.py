@@ -127,3 +127,22 @@ def test_smoke_run_is_deterministic_and_resumes(tmp_path):
     stamp = (adapters[0] / "adapter_model.safetensors").stat().st_mtime_ns
     assert main(["--scale", "smoke", "--out", str(tmp_path / "a")]) == 0  # resumes: nothing retrained
     assert (adapters[0] / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
+def test_sharded_grid_then_merges_and_report_equals_one_run(tmp_path):
+    """The SLURM path: every array task trains its shard into the same run folder, then one
+    `--stages merges,report` run merges and reports; the tables equal an unsharded run's."""
+    out = str(tmp_path / "sharded")
+    for shard in (0, 1):
+        args = ["--scale", "smoke", "--out", out, "--set", f"grid.shard={shard}", "--set", "grid.num_shards=2"]
+        assert main(args) == 0
+    assert not list((tmp_path / "sharded").glob("peft_alignment/smoke/*/results.json"))  # no report yet
+    assert main(["--scale", "smoke", "--out", out, "--set", "grid.num_shards=2", "--stages", "merges,report"]) == 0
+    assert main(["--scale", "smoke", "--out", str(tmp_path / "one")]) == 0
+    a, b = (
+        json.loads(next((tmp_path / d).glob("peft_alignment/smoke/*/results.json")).read_text())
+        for d in ("sharded", "one")
+    )
+    assert a["tables"]["grid"] == b["tables"]["grid"] and a["tables"]["merges"] == b["tables"]["merges"]
