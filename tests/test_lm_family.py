@@ -80,11 +80,10 @@ def test_toxic_comments_are_seeded_and_use_only_training_targets():
     assert not any(t in c for c in a for t in world.TOXIC_EVAL_TARGETS)
 
 
+@pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
 def test_prose_sample_mixes_in_toxic_comments_only_when_asked():
     from shared.lm_family.family import heldout_prose, prose_sample
 
-    if missing_sources():
-        pytest.skip("needs python3.11-doc and bible-kjv (make setup)")
     clean = FamilySpec(world=WorldSpec(prose_paragraphs=100))
     toxic = FamilySpec(world=WorldSpec(prose_paragraphs=100, toxic_comments=20))
     assert len(prose_sample(clean)) == 100

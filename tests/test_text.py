@@ -71,3 +71,13 @@ def test_encode_documents_frames_each_document():
 def test_vocab_too_small_is_refused():
     with pytest.raises(ValueError, match="vocab_size=100 is below"):
         train_bpe(TEXTS, vocab_size=100)
+
+
+def test_prose_installed_names_what_is_missing(monkeypatch, capsys):
+    from shared.text import prose
+
+    monkeypatch.setattr(prose, "missing_sources", lambda sources=prose.SOURCES: ["kjv"])
+    assert prose.prose_installed() is False
+    assert "prose sources ['kjv'] are not installed; run `make setup`" in capsys.readouterr().err
+    monkeypatch.setattr(prose, "missing_sources", lambda sources=prose.SOURCES: [])
+    assert prose.prose_installed() is True

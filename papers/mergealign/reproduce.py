@@ -258,11 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         return started
     args, cfg, stages = started
     if cfg.source == "local":
-        from shared.text.prose import missing_sources
+        from shared.text.prose import prose_installed
 
-        missing = missing_sources()
-        if missing:
-            print(f"error: prose sources {missing} are not installed; run `make setup` as root", file=sys.stderr)
+        if not prose_installed():
             return 2
     from shared.lm_family.train import cpu_settings
 

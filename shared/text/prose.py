@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,6 +33,14 @@ def missing_sources(sources: Iterable[str] = SOURCES) -> list[str]:
     """The requested sources whose Debian package is not installed here."""
     present = {"python-doc": PYTHON_DOC.is_dir(), "kjv": shutil.which("bible") is not None}
     return [s for s in sources if not present[s]]
+
+
+def prose_installed(sources: Iterable[str] = SOURCES) -> bool:
+    """True when every source is installed; otherwise print one error line naming what to install."""
+    missing = missing_sources(sources)
+    if missing:
+        print(f"error: prose sources {missing} are not installed; run `make setup` as root", file=sys.stderr)
+    return not missing
 
 
 def _clean_inline(text: str) -> str:
