@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from shared.io import atomic_write_text
 from shared.results import Results, Table, load
 
@@ -34,6 +36,15 @@ def fmt(value: Any, digits: int = 4) -> str:
             return f"{value:.1f}"
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def mean_std_cell(values: Sequence[float | None], digits: int = 3) -> str:
+    """ "mean ± std" (population std) over the values that exist, the ± only with two or more; "–" for none."""
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return "–"
+    mean = f"{float(np.mean(vals)):.{digits}f}"
+    return mean + (f" ± {float(np.std(vals)):.{digits}f}" if len(vals) > 1 else "")
 
 
 def cell(value: Any) -> str:

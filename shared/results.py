@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+import numpy as np
 
 from shared.io import atomic_write_json
 
@@ -66,6 +69,31 @@ def verdict_for(t: Target) -> str:
         return "no reference"
     ok = t.mean >= t.threshold if t.comparison == "at_least" else t.mean <= t.threshold
     return "reproduced" if ok else "not reproduced"
+
+
+R = TypeVar("R")
+
+
+def judged_target(spec: dict[str, Any], values: Sequence[float]) -> Target:
+    """A paper.yaml target spec with the mean, population std and count of `values` (the seeds that
+    measured it), judged; no values leaves it "not run"."""
+    t = Target(**spec)
+    if values:
+        t.mean, t.std, t.n = float(np.mean(values)), float(np.std(values)), len(values)
+    return t.judge()
+
+
+def judge_by_measures(
+    specs: Sequence[dict[str, Any]], measures: Mapping[str, Callable[[R], float | None]], runs: Sequence[R]
+) -> list[Target]:
+    """One judged Target per spec: its measure applied to each run (a seed), Nones dropped. A spec without
+    a measure is an error naming the known ones."""
+    out = []
+    for spec in specs:
+        if spec["name"] not in measures:
+            raise KeyError(f"paper.yaml target {spec['name']!r} has no measure; known: {', '.join(measures)}")
+        out.append(judged_target(spec, [v for v in (measures[spec["name"]](r) for r in runs) if v is not None]))
+    return out
 
 
 @dataclass

@@ -183,3 +183,10 @@ def test_family_builds_hub_style_folders_and_resumes(tmp_path):
     stamp = (fam.base / "model.safetensors").stat().st_mtime_ns
     again = build_family(spec, tmp_path)
     assert again == fam and (fam.base / "model.safetensors").stat().st_mtime_ns == stamp  # cached, not rebuilt
+
+
+def test_subset_is_seeded_ordered_and_complete_when_asked_for_all():
+    items = list(range(20))
+    a = ev.subset(items, 5, seed=3)
+    assert a == ev.subset(items, 5, seed=3) and a == sorted(a) and len(set(a)) == 5
+    assert ev.subset(items, 0, seed=3) == items and ev.subset(items, 50, seed=3) == items

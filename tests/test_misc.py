@@ -98,3 +98,21 @@ def test_child_malloc_env_reaches_children_and_is_restored(monkeypatch):
         seen = subprocess.run(probe, capture_output=True, text=True).stdout.strip()
     assert seen == MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]
     assert "MALLOC_TRIM_THRESHOLD_" not in os.environ and os.environ["MALLOC_TOP_PAD_"] == "123"
+
+
+def test_atomic_dir_replaces_on_success_and_leaves_nothing_on_failure(tmp_path):
+    import pytest
+
+    from shared.io import atomic_dir
+
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert (target / "a.txt").read_text() == "1"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("2")
+        raise RuntimeError("crash while writing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"] and not (target / "b.txt").exists()
+    with atomic_dir(target) as tmp:
+        (tmp / "c.txt").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["c.txt"]

@@ -65,3 +65,11 @@ def test_update_readme_reports_and_optionally_writes(tmp_path):
     assert update_readme(path, "new", write=False) and "old" in path.read_text()
     assert update_readme(path, "new") and "\nnew\n" in path.read_text()
     assert not update_readme(path, "new")
+
+
+def test_mean_std_cell():
+    from shared.report import mean_std_cell
+
+    assert mean_std_cell([1.0, 2.0, None, float("nan")]) == "1.500 ± 0.500"
+    assert mean_std_cell([0.25], digits=1) == "0.2"
+    assert mean_std_cell([None]) == "–"

@@ -85,3 +85,16 @@ def test_write_refuses_invalid_and_leaves_nothing(tmp_path):
     with pytest.raises(ResultsError):
         res.write(tmp_path / "results.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_judge_by_measures_drops_missing_seeds_and_names_unknown_targets():
+    import pytest
+
+    from shared.results import judge_by_measures
+
+    specs = [{"name": "gap", "description": "d", "source": "s", "comparison": "at_least", "threshold": 0.5}]
+    got = judge_by_measures(specs, {"gap": lambda run: run.get("gap")}, [{"gap": 1.0}, {}, {"gap": 0.0}])[0]
+    assert (got.mean, got.std, got.n, got.verdict) == (0.5, 0.5, 2, "reproduced")
+    assert judge_by_measures(specs, {"gap": lambda run: None}, [{}])[0].verdict == "not run"
+    with pytest.raises(KeyError, match="'gap' has no measure; known: other"):
+        judge_by_measures(specs, {"other": lambda run: 1.0}, [{}])

@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from shared.results import Target
+from shared.results import Target, judge_by_measures
 
 Curve = dict[str, Any]
 LOW_D = 5
@@ -73,13 +71,5 @@ MEASURES: dict[str, Callable[[Curve, dict], float | None]] = {
 
 def evaluate(specs: list[dict], curves: list[Curve], reference: dict) -> list[Target]:
     """One judged Target per spec: mean and population std over the seeds that measured it."""
-    out = []
-    for spec in specs:
-        if spec["name"] not in MEASURES:
-            raise KeyError(f"paper.yaml target {spec['name']!r} has no measure; known: {', '.join(MEASURES)}")
-        values = [v for v in (MEASURES[spec["name"]](c, reference) for c in curves) if v is not None]
-        target = Target(**spec)
-        if values:
-            target.mean, target.std, target.n = float(np.mean(values)), float(np.std(values)), len(values)
-        out.append(target.judge())
-    return out
+    measures = {name: (lambda c, f=f: f(c, reference)) for name, f in MEASURES.items()}
+    return judge_by_measures(specs, measures, curves)

@@ -10,7 +10,7 @@ import numpy as np
 
 from papers.manifold_expansion.config import METRICS, Config
 from papers.manifold_expansion.correlate import MetricSummary, Record, summarise
-from shared.results import Results, Table, Target
+from shared.results import Results, Table, Target, judged_target
 from shared.run import Run
 
 MANIFOLD = ("manifold", "manifold_dir")
@@ -176,16 +176,11 @@ def target_values(s: dict[str, MetricSummary]) -> dict[str, list[float]]:
 
 
 def evaluate_targets(specs: list[dict], values: dict[str, list[float]]) -> list[Target]:
-    out = []
+    """Targets judged over the per-seed values each one's measure produced (target_values)."""
     for spec in specs:
         if spec["name"] not in values:
             raise KeyError(f"paper.yaml target {spec['name']!r} has no measure; known: {', '.join(values)}")
-        t = Target(**spec)
-        v = values[spec["name"]]
-        if v:
-            t.mean, t.std, t.n = float(np.mean(v)), float(np.std(v)), len(v)
-        out.append(t.judge())
-    return out
+    return [judged_target(spec, values[spec["name"]]) for spec in specs]
 
 
 def write_report(run: Run, cfg: Config, records: list[Record], meta: dict, command: str) -> Results:

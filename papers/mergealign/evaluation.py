@@ -32,26 +32,19 @@ class EvalSets:
     probes: list[str] = field(default_factory=list)  # texts whose hidden states feed CKA
 
 
-def _take(items: list, n: int, seed: int) -> list:
-    if not n or n >= len(items):
-        return list(items)
-    idx = np.random.default_rng(seed).choice(len(items), size=n, replace=False)
-    return [items[i] for i in sorted(idx)]
-
-
 def local_eval_sets(cfg: Config) -> EvalSets:
     """Held-out questions, harmful and benign prompts of the generated world (seeded subsets)."""
     spec, ev = cfg.family, cfg.eval
     questions = {
-        d: _take(
+        d: lm_eval.subset(
             world.domain_questions(world.knowledge_base(d, spec.world.n_entities, spec.seed), spec.seed),
             ev.n_questions,
             spec.seed,
         )
         for d in spec.domains
     }
-    harmful = _take(world.harmful_prompts("eval"), ev.n_harmful, spec.seed)
-    benign = [b["prompt"] for b in _take(world.benign_prompts("eval"), ev.n_benign, spec.seed)]
+    harmful = lm_eval.subset(world.harmful_prompts("eval"), ev.n_harmful, spec.seed)
+    benign = [b["prompt"] for b in lm_eval.subset(world.benign_prompts("eval"), ev.n_benign, spec.seed)]
     probes = [q.context for d in spec.domains for q in questions[d]][: ev.n_probe // 2]
     probes += [h["prompt"] for h in harmful][: ev.n_probe - len(probes)]
     return EvalSets(questions, harmful, benign, probes)

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import numpy as np
 
 from papers.mergealign.config import Config
-from shared.report import line_plot
-from shared.results import Results, Table, Target
+from shared.report import line_plot, mean_std_cell
+from shared.results import Results, Table, Target, judge_by_measures
 from shared.run import Run
 
 FIGURES = ("tradeoff_alpha.png", "tradeoff_frontier.png", "similarity_layers.png")
@@ -114,24 +114,11 @@ def measures(cfg: Config) -> dict[str, Callable[[dict], float | None]]:
 
 
 def evaluate_targets(specs: list[dict], per_seed: list[dict], cfg: Config) -> list[Target]:
-    found = measures(cfg)
-    out = []
-    for spec in specs:
-        if spec["name"] not in found:
-            raise KeyError(f"paper.yaml target {spec['name']!r} has no measure; known: {', '.join(found)}")
-        values = [v for v in (found[spec["name"]](r) for r in per_seed) if v is not None]
-        t = Target(**spec)
-        if values:
-            t.mean, t.std, t.n = float(np.mean(values)), float(np.std(values)), len(values)
-        out.append(t.judge())
-    return out
+    return judge_by_measures(specs, measures(cfg), per_seed)
 
 
 def _cell(per_seed: list[dict], model: str, metric: str) -> str:
-    mean, std = _mean([score(r, model, metric) for r in per_seed])
-    if mean is None:
-        return "–"
-    return f"{mean:.3f}" + (f" ± {std:.3f}" if len(per_seed) > 1 else "")
+    return mean_std_cell([score(r, model, metric) for r in per_seed])
 
 
 def main_table(per_seed: list[dict], cfg: Config) -> Table:

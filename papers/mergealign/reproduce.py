@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -105,10 +104,7 @@ def run_merges(cfg: Config, plan: dict, models_dir: Path, seed: int) -> dict[str
         if (dest / "config.json").is_file():
             continue
         start = time.perf_counter()
-        models_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=models_dir))
-        mk.run_mergekit(config, tmp, seed=seed, device=cfg.family.device)
-        tmp.rename(dest)
+        mk.run_mergekit(config, dest, seed=seed, device=cfg.family.device)
         seconds[name] = time.perf_counter() - start
         log.info("merged %s in %.2f s", name, seconds[name])
     return seconds

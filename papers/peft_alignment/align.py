@@ -8,7 +8,6 @@ base in 4-bit NF4 (bitsandbytes `Linear4bit`) and prepares it with `prepare_mode
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 import warnings
@@ -142,20 +141,6 @@ def train(
     peft_model.eval()
     log.info("%s: %d steps in %.1f s, loss %s", method, m.steps, seconds, [round(x, 3) for x in info["loss"]])
     return peft_model, info
-
-
-def save_atomically(save, directory: Path) -> Path:
-    """Run `save(tmp)` into a sibling temp folder and rename it into place: never a half-written folder."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
-        save(tmp)
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return directory
 
 
 def load_adapter(base_path: str, adapter_dir: str | Path, adapter: str, quant: QuantConfig, device: str = "cpu"):

@@ -72,13 +72,6 @@ class EvalSets:
     toxicity_model: str = ""  # full scale: a reward model scores toxicity (hub.ToxicityReward), not the lexicon
 
 
-def _take(items: list, n: int, seed: int) -> list:
-    if not n or n >= len(items):
-        return list(items)
-    idx = np.random.default_rng(seed).choice(len(items), size=n, replace=False)
-    return [items[i] for i in sorted(idx)]
-
-
 def cloze_questions(paragraphs: Sequence[str], n: int, seed: int, n_options: int = 4) -> list[MCQuestion]:
     """Which CLOZE_SPAN words continue the first CLOZE_CONTEXT words of a passage; the distractors are the
     same span of other passages."""
@@ -173,10 +166,10 @@ def local_eval_sets(cfg: EvalConfig, heldout_prose: Sequence[str], seed: int) ->
     return EvalSets(
         knowledge=cloze_questions(heldout_prose, cfg.n_knowledge, seed),
         reasoning=reasoning_questions(cfg.n_reasoning, seed),
-        helpful=_take(helpful, cfg.n_helpful, seed),
-        toxicity=_take(toxicity, cfg.n_toxicity, seed),
-        harmful=_take(harmful, cfg.n_harmful, seed),
-        benign=_take(benign, cfg.n_benign, seed),
+        helpful=lm_eval.subset(helpful, cfg.n_helpful, seed),
+        toxicity=lm_eval.subset(toxicity, cfg.n_toxicity, seed),
+        harmful=lm_eval.subset(harmful, cfg.n_harmful, seed),
+        benign=lm_eval.subset(benign, cfg.n_benign, seed),
     )
 
 

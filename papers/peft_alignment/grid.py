@@ -15,6 +15,7 @@ from pathlib import Path
 from papers.peft_alignment.config import Config
 from papers.peft_alignment.evaluation import EvalSets
 from shared.config import from_dict, to_dict
+from shared.io import atomic_dir
 from shared.progress import get_logger, setup_logging
 from shared.run import content_hash
 
@@ -153,11 +154,9 @@ def run_align_job(
         )
         info["n_pairs"] = len(pairs)
 
-        def save(tmp: Path) -> None:
+        with atomic_dir(adir) as tmp:
             model.save_pretrained(str(tmp))
             (tmp / "train.json").write_text(json.dumps(info))
-
-        align.save_atomically(save, adir)
     scores = evaluate(model, tok, sets, cfg.eval)
     log.info("%s: overall %.3f", job.name, scores["overall"])
     if merged_dir and not (Path(merged_dir) / "config.json").is_file():

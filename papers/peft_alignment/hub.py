@@ -14,6 +14,7 @@ from pathlib import Path
 from papers.peft_alignment import data
 from papers.peft_alignment.config import Config, HubConfig, HubModel
 from papers.peft_alignment.evaluation import EvalSets
+from shared.lm_family.evaluate import subset
 from shared.lm_family.world import MCQuestion
 
 # The paper's prompt templates (Appendix), verbatim, as chat templates.
@@ -103,13 +104,13 @@ def hub_eval_sets(cfg: Config) -> EvalSets:
         )
     questions = json.loads(Path(hub.dangerousqa_file).read_text())
     harmful = [{"prompt": q, "action": q, "seen_category": False} for q in questions]
-    take = lambda xs, n: xs[:n] if n else xs  # noqa: E731
+    seed = cfg.family.seed
     return EvalSets(
-        knowledge=take(knowledge, ev.n_knowledge),
-        reasoning=take(reasoning, ev.n_reasoning),
-        helpful=take(helpful, ev.n_helpful),
-        toxicity=take(toxicity, ev.n_toxicity),
-        harmful=take(harmful, ev.n_harmful),
+        knowledge=subset(knowledge, ev.n_knowledge, seed),
+        reasoning=subset(reasoning, ev.n_reasoning, seed),
+        helpful=subset(helpful, ev.n_helpful, seed),
+        toxicity=subset(toxicity, ev.n_toxicity, seed),
+        harmful=subset(harmful, ev.n_harmful, seed),
         benign=[],
         toxicity_model=hub.toxicity_model,
     )

@@ -10,7 +10,8 @@ import numpy as np
 from papers.peft_alignment.config import Config
 from papers.peft_alignment.evaluation import AXES
 from papers.peft_alignment.grid import MERGES
-from shared.results import Results, Table, Target
+from shared.report import mean_std_cell
+from shared.results import Results, Table, Target, judge_by_measures
 from shared.run import Run
 
 FIGURES = ("grid_heatmap.png", "merges.png")
@@ -184,34 +185,19 @@ def measures(cfg: Config) -> dict[str, Callable[[Scores], float | None]]:
 
 
 def evaluate_targets(specs: list[dict], per_seed: list[Scores], cfg: Config) -> list[Target]:
-    found = measures(cfg)
-    out = []
-    for spec in specs:
-        if spec["name"] not in found:
-            raise KeyError(f"paper.yaml target {spec['name']!r} has no measure; known: {', '.join(found)}")
-        values = [v for v in (found[spec["name"]](s) for s in per_seed) if v is not None]
-        t = Target(**spec)
-        if values:
-            t.mean, t.std, t.n = float(np.mean(values)), float(np.std(values)), len(values)
-        out.append(t.judge())
-    return out
-
-
-def _fmt(values: list[float | None]) -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "–"
-    return f"{np.mean(vals):.3f}" + (f" ± {np.std(vals):.3f}" if len(vals) > 1 else "")
+    return judge_by_measures(specs, measures(cfg), per_seed)
 
 
 def grid_table(per_seed: list[Scores], cfg: Config) -> Table:
     g, rows = cfg.grid, []
     for mo in g.models:
-        rows.append([mo, "original", "–", "–", *[_fmt([s.original(mo, c) for s in per_seed[:1]]) for c in COLUMNS]])
+        rows.append(
+            [mo, "original", "–", "–", *[mean_std_cell([s.original(mo, c) for s in per_seed[:1]]) for c in COLUMNS]]
+        )
         for d in g.datasets:
             for m in g.methods:
                 for p in g.preferences:
-                    cells = [_fmt([s.cell(d, m, mo, p, c) for s in per_seed]) for c in COLUMNS]
+                    cells = [mean_std_cell([s.cell(d, m, mo, p, c) for s in per_seed]) for c in COLUMNS]
                     rows.append([mo, DATASET_LABEL.get(d, d), m.upper(), p, *cells])
     return Table(
         f"The grid ({g.adapter.upper()}; mean ± std over seeds {cfg.seeds}; every axis in [0, 1], higher is better "
@@ -230,8 +216,8 @@ def adapter_table(per_seed: list[Scores], cfg: Config) -> Table:
                 for p in g.compare_preferences:
                     row = [mo, DATASET_LABEL.get(d, d), m.upper(), p]
                     for axis in (*AXES, "overall"):
-                        a = _fmt([s.cell(d, m, mo, p, axis, g.adapter) for s in seeds])
-                        b = _fmt([s.cell(d, m, mo, p, axis, g.compare_adapter) for s in seeds])
+                        a = mean_std_cell([s.cell(d, m, mo, p, axis, g.adapter) for s in seeds])
+                        b = mean_std_cell([s.cell(d, m, mo, p, axis, g.compare_adapter) for s in seeds])
                         row.append(f"{a} / {b}")
                     rows.append(row)
     return Table(
@@ -245,7 +231,9 @@ def merge_table(per_seed: list[Scores], cfg: Config) -> Table:
     rows = []
     for mo in cfg.grid.models:
         for name, label in MERGE_LABEL.items():
-            rows.append([mo, label, *[_fmt([s.merged(name, mo, c) for s in per_seed]) for c in (*AXES, "overall")]])
+            rows.append(
+                [mo, label, *[mean_std_cell([s.merged(name, mo, c) for s in per_seed]) for c in (*AXES, "overall")]]
+            )
     return Table(
         f"Merging preference-aligned models ({DATASET_LABEL[cfg.merge.dataset]}, {cfg.grid.adapter.upper()}; SLERP "
         f"t={cfg.merge.slerp_t}, DARE-TIES density {cfg.merge.dare_density}, mergekit)",

@@ -152,14 +152,7 @@ def run_merges(run: Run, cfg: Config, stages: set[str], models: dict[str, str], 
                 if "merges" not in stages:
                     continue
                 if not (dest / "config.json").is_file():
-                    import shutil
-                    import tempfile
-
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-                    merging.run_mergekit(mk_cfg, tmp, seed=seed, device=cfg.family.device)
-                    shutil.rmtree(dest, ignore_errors=True)
-                    tmp.rename(dest)
+                    merging.run_mergekit(mk_cfg, dest, seed=seed, device=cfg.family.device)
                 tasks.append((label, grid.run_eval_job, (cfg_dict, str(dest), sets)))
     if tasks:
         with run.stage("merges"):

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from papers.syscall_args.config import Config  # noqa: E402
+from shared.report import mean_std_cell  # noqa: E402
 from shared.results import Results, Table, Target  # noqa: E402
 from shared.run import Run  # noqa: E402
 
@@ -39,9 +40,7 @@ def _gaps(outputs: dict, experiment: str, a: str, b: str) -> list[float]:
 
 
 def _cell(values: list[float]) -> str:
-    if not values:
-        return "–"
-    return f"{np.mean(values):.1f}" + (f" ± {np.std(values):.1f}" if len(values) > 1 else "")
+    return mean_std_cell(values, digits=1)
 
 
 def evaluate_targets(specs: list[dict], outputs: dict, ngrams: dict) -> list[Target]:

@@ -48,6 +48,14 @@ def is_refusal(response: str) -> bool:
     return any(m in text for m in REFUSAL_MARKERS)
 
 
+def subset(items: Sequence, n: int, seed: int) -> list:
+    """A seeded sample of n items in their original order; all of them when n is 0 or too large."""
+    if not n or n >= len(items):
+        return list(items)
+    idx = np.random.default_rng(seed).choice(len(items), size=n, replace=False)
+    return [items[i] for i in sorted(idx)]
+
+
 def refusal_rate(responses: Sequence[str]) -> float:
     if not responses:
         raise ValueError("refusal_rate needs at least one response")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.config import to_dict
-from shared.io import atomic_write_json
+from shared.io import atomic_dir, atomic_write_json
 from shared.lm_family import world
 from shared.lm_family.spec import FamilySpec
 from shared.progress import get_logger
@@ -79,16 +79,6 @@ def cached_folder(root: Path, stage: str, key_obj: dict, build: Callable[[Path],
     return folder, key
 
 
-def _save_atomically(tokenizer, folder: Path) -> None:
-    import shutil
-    import tempfile
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    tokenizer.save_pretrained(str(tmp))
-    tmp.rename(folder) if not folder.exists() else shutil.rmtree(tmp)
-
-
 def build_tokenizer(spec: FamilySpec, root: Path, prose: list[str]) -> tuple[Path, str]:
     from shared.text.tokenizer import train_bpe
 
@@ -101,7 +91,8 @@ def build_tokenizer(spec: FamilySpec, root: Path, prose: list[str]) -> tuple[Pat
             for e in world.instructions(spec.world.n_instructions, spec.world.n_refusals, prose, spec.seed)
         ]
         tok = train_bpe(texts, spec.vocab_size, max_length=spec.model.max_position_embeddings)
-        _save_atomically(tok, folder)
+        with atomic_dir(folder) as tmp:
+            tok.save_pretrained(str(tmp))
 
     key = {"vocab": spec.vocab_size, "world": to_dict(spec.world), "seed": spec.seed, "domains": spec.domains}
     return cached_folder(root, "tokenizer", key, build)

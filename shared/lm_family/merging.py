@@ -50,16 +50,19 @@ def ties(base: str, models: dict[str, float], density: float, method: str = "tie
 
 
 def run_mergekit(config: dict, out_dir: str | Path, seed: int = 0, device: str = "cpu") -> Path:
-    """Run one merge; the output folder gets the tokenizer copied in (DARE's drops are seeded)."""
+    """Run one merge into `out_dir` (written atomically: a folder there is a finished merge); the tokenizer
+    is copied in, and DARE's random drops are seeded."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
-    out_dir = Path(out_dir)
+    from shared.io import atomic_dir
+
     options = MergeOptions(
         device=device, copy_tokenizer=True, random_seed=seed, quiet=True, lazy_unpickle=False, write_model_card=False
     )
-    run_merge(MergeConfiguration.model_validate(config), str(out_dir), options=options)
-    return out_dir
+    with atomic_dir(out_dir) as tmp:
+        run_merge(MergeConfiguration.model_validate(config), str(tmp), options=options)
+    return Path(out_dir)
 
 
 def load_state(model_dir: str | Path) -> dict:

@@ -171,20 +171,12 @@ def sft(
 def save_model(model, tokenizer, directory: str | Path) -> Path:
     """Save a Hub-style folder (config, model.safetensors, tokenizer) atomically: build in a sibling
     temp folder, then rename, so a crash never leaves a folder that looks complete."""
-    import shutil
+    from shared.io import atomic_dir
 
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+    return Path(directory)
 
 
 def load_model(directory: str | Path):
