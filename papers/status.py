@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from papers import PAPERS_DIR, PaperInfo, all_papers
@@ -36,12 +37,12 @@ def update_all_readmes(write: bool) -> list[Path]:
     return [path for path, body, begin, end in sections if update_readme(path, body, begin, end, write=write)]
 
 
-def publish_run(run_dir: Path, paper_dir: Path, scale: str, figures: list[str]) -> None:
+def publish_run(run_dir: Path, paper_dir: Path, scale: str, figures: list[str], force: bool = False) -> None:
     """--publish: copy a run's results.json and figures to the paper's results/<scale>/ and re-render
-    every README table from the committed results."""
+    every README table from the committed results; shared.run.PublishError when the run may not be published."""
     from shared.run import publish
 
-    publish(run_dir, paper_dir, scale, figures)
+    publish(run_dir, paper_dir, scale, figures, force=force)
     update_all_readmes(write=True)
 
 
@@ -54,5 +55,14 @@ def finish_run(run, args, paper_dir: Path, results, started: float) -> int:
         "done in %.1f s; results in %s", time.perf_counter() - started, run.results_path()
     )
     if args.publish:
-        publish_run(run.dir, paper_dir, args.scale, results.figures)
+        from shared.run import PublishError
+
+        try:
+            publish_run(run.dir, paper_dir, args.scale, results.figures, force=args.force_publish)
+        except PublishError as exc:
+            print(
+                f"error: not published ({exc}); the results stay in {run.dir} (--force-publish publishes anyway)",
+                file=sys.stderr,
+            )
+            return 3
     return 0

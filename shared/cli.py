@@ -30,6 +30,7 @@ class ReproduceArgs:
     overrides: list[str]
     dry_run: bool
     publish: bool
+    force_publish: bool
     fresh: bool
     command: str
 
@@ -72,6 +73,11 @@ def parse_reproduce_args(paper_dir: Path, stages: Sequence[str], argv: Sequence[
         action="store_true",
         help="copy results.json and figures to the paper's results/<scale>/ and update its README",
     )
+    parser.add_argument(
+        "--force-publish",
+        action="store_true",
+        help="with --publish: publish even a degraded run, a dirty tree's or one that lost targets (says why)",
+    )
     parser.add_argument("--fresh", action="store_true", help="ignore cached stage outputs of this run")
     raw = list(sys.argv[1:] if argv is None else argv)
     ns = parser.parse_args(raw)
@@ -96,6 +102,7 @@ def parse_reproduce_args(paper_dir: Path, stages: Sequence[str], argv: Sequence[
         overrides=ns.overrides,
         dry_run=ns.dry_run,
         publish=ns.publish,
+        force_publish=ns.force_publish,
         fresh=ns.fresh,
         command=command.strip(),
     )

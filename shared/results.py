@@ -119,6 +119,8 @@ class Results:
     figures: list[str] = field(default_factory=list)
     wall_time_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Why this run is not the configured experiment (it fell back to other data, ...): never published.
+    degraded: list[str] = field(default_factory=list)
     schema: str = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
@@ -151,6 +153,7 @@ _REQUIRED = {
     "wall_time_s": dict,
     "notes": list,
 }
+_OPTIONAL = {"degraded": list}  # absent in files written before it existed
 _TARGET_REQUIRED = {"name": str, "description": str, "source": str, "comparison": str, "verdict": str, "n": int}
 _OPTIONAL_NUMBERS = ("paper", "tolerance", "threshold", "mean", "std")
 
@@ -162,6 +165,12 @@ def validate(data: dict[str, Any]) -> None:
             raise ResultsError(f"results: missing key {key!r}")
         if not isinstance(data[key], typ):
             raise ResultsError(f"results: {key!r} must be {typ.__name__}, got {type(data[key]).__name__}")
+    for key, typ in _OPTIONAL.items():
+        if key in data and not isinstance(data[key], typ):
+            raise ResultsError(f"results: {key!r} must be {typ.__name__}, got {type(data[key]).__name__}")
+    extra = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+    if extra:
+        raise ResultsError(f"results: unknown key(s) {', '.join(map(repr, extra))}")
     if data["schema"] != SCHEMA:
         raise ResultsError(f"results: schema {data['schema']!r}, expected {SCHEMA!r}")
     names = set()

@@ -2,7 +2,8 @@
 
 The run id defaults to a hash of the resolved config and seeds, so running the same command again
 lands in the same folder and every cached stage is read back instead of recomputed (resume).
-`publish` copies results.json and figures into papers/<name>/results/<scale>/, the committed copy.
+`publish` copies results.json and figures into papers/<name>/results/<scale>/, the committed copy; it
+refuses a degraded run (see `publish_refusals`) unless forced.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import shutil
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,11 +24,15 @@ import yaml
 from shared.environment import REPO_ROOT, describe
 from shared.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from shared.progress import get_logger
-from shared.results import Results
+from shared.results import Results, ResultsError, load
 
 log = get_logger(__name__)
 
 CacheValue = dict[str, Any]
+
+
+class PublishError(RuntimeError):
+    """A run that must not replace the committed results (degraded, from a dirty tree, lost targets)."""
 
 
 def content_hash(obj: Any, length: int = 12) -> str:
@@ -36,6 +42,8 @@ def content_hash(obj: Any, length: int = 12) -> str:
 
 
 class Run:
+    latest: Run | None = None  # the run folder of this process, for the interrupt message (shared.cli)
+
     def __init__(
         self,
         paper: str,
@@ -54,11 +62,19 @@ class Run:
             shutil.rmtree(self.cache_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.wall_time_s: dict[str, float] = self._read_times()
+        self.degraded: list[str] = []
         atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         atomic_write_json(self.dir / "seeds.json", self.seeds)
         self.environment = describe()
         atomic_write_json(self.dir / "environment.json", self.environment)
         log.info("run folder %s", self.dir)
+        Run.latest = self
+
+    def mark_degraded(self, reason: str) -> None:
+        """Record that this run is not the configured experiment (it fell back to other data, say): its
+        results carry the reason and `publish` refuses them unless forced."""
+        log.warning("degraded run: %s", reason)
+        self.degraded.append(reason)
 
     def _read_times(self) -> dict[str, float]:
         path = self.dir / "wall_time_s.json"
@@ -98,14 +114,19 @@ class Run:
         path = self._cache_path(stage, key)
         if not path.is_file():
             return None
-        with np.load(path, allow_pickle=False) as data:
-            return {k: (data[k].item() if data[k].ndim == 0 else data[k]) for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: (data[k].item() if data[k].ndim == 0 else data[k]) for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            _drop_corrupt(path, exc)
+            return None
 
     def cached_json(self, stage: str, key: Any, compute: Callable[[], dict]) -> dict:
         """As `cached`, for a nested JSON-able result (a summary rather than arrays)."""
+        cached = self.lookup_json(stage, key)
+        if cached is not None:
+            return cached
         path = self.cache_dir / f"{stage}-{content_hash(key)}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
         value = compute()
         atomic_write_json(path, value)
         return json.loads(path.read_text())  # the same types a rerun reads back
@@ -113,7 +134,13 @@ class Run:
     def lookup_json(self, stage: str, key: Any) -> dict | None:
         """The cached_json value of (stage, key), or None when it was never computed."""
         path = self.cache_dir / f"{stage}-{content_hash(key)}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            _drop_corrupt(path, exc)
+            return None
 
     def _cache_path(self, stage: str, key: Any) -> Path:
         return self.cache_dir / f"{stage}-{content_hash(key)}.npz"
@@ -134,12 +161,19 @@ class Run:
             created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             git_commit=self.environment["git_commit"],
             targets=targets,
+            degraded=list(self.degraded),
             **fields,
         )
 
     def write_results(self, results: Results) -> Path:
         results.wall_time_s = dict(self.wall_time_s)
         return results.write(self.results_path())
+
+
+def _drop_corrupt(path: Path, exc: BaseException) -> None:
+    """A cache file that cannot be read (truncated, not written by us): say which, remove it, recompute."""
+    log.error("corrupt cache file %s (%s: %s): removed, recomputing it", path, type(exc).__name__, exc)
+    path.unlink(missing_ok=True)
 
 
 def _npz_bytes(value: CacheValue) -> bytes:
@@ -154,9 +188,35 @@ def _npz_bytes(value: CacheValue) -> bytes:
     return buf.getvalue()
 
 
-def publish(run_dir: str | Path, paper_dir: str | Path, scale: str, figures: list[str]) -> Path:
-    """Copy results.json and the named figures of a run into <paper>/results/<scale>/."""
+def publish_refusals(results: Results, committed: Results | None) -> list[str]:
+    """Why `results` must not replace the committed ones: a degraded run, a tree whose code is not a
+    commit, or targets the committed results measured that this run left "not run". Empty: publishable."""
+    reasons = [f"degraded: {r}" for r in results.degraded]
+    commit = results.git_commit
+    if commit == "unknown" or commit.endswith("+dirty"):
+        reasons.append(f"the code is not a commit (git_commit {commit!r}): commit or stash the changes first")
+    if committed is not None:
+        now = {t.name: t.verdict for t in results.targets}
+        lost = [t.name for t in committed.targets if t.verdict != "not run" and now.get(t.name, "not run") == "not run"]
+        if lost:
+            reasons.append(f"{len(lost)} target(s) the committed results measured are not run here: {', '.join(lost)}")
+    return reasons
+
+
+def publish(run_dir: str | Path, paper_dir: str | Path, scale: str, figures: list[str], force: bool = False) -> Path:
+    """Copy results.json and the named figures of a run into <paper>/results/<scale>/; a run with
+    `publish_refusals` raises PublishError (nothing copied) unless `force`."""
     run_dir, dest = Path(run_dir), Path(paper_dir) / "results" / scale
+    results = load(run_dir / "results.json")
+    try:
+        committed = load(dest / "results.json") if (dest / "results.json").is_file() else None
+    except ResultsError:
+        committed = None  # an unreadable committed copy is replaced
+    reasons = publish_refusals(results, committed)
+    if reasons and not force:
+        raise PublishError("; ".join(reasons))
+    if reasons:
+        log.warning("publishing despite: %s", "; ".join(reasons))
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(dest / "results.json", (run_dir / "results.json").read_bytes())
     for name in figures:

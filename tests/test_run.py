@@ -1,9 +1,11 @@
 import json
 
 import numpy as np
+import pytest
 
 from shared.io import atomic_write_text
-from shared.run import Run, content_hash, publish
+from shared.results import Results, Target, load
+from shared.run import PublishError, Run, content_hash, publish, publish_refusals
 
 
 def test_content_hash_is_stable_and_order_free():
@@ -56,12 +58,70 @@ def test_failed_compute_leaves_no_cache_entry(tmp_path):
     assert not run.cache_dir.exists() or not any(run.cache_dir.iterdir())
 
 
+def _results(commit: str = "abc123", measured: tuple[str, ...] = ("a", "b"), degraded=()) -> Results:
+    targets = [
+        Target(
+            name=n,
+            description="d",
+            source="s",
+            paper=1.0,
+            tolerance=0.1,
+            **({"mean": 1.0, "n": 1} if n in measured else {}),
+        ).judge()
+        for n in ("a", "b")
+    ]
+    return Results("p", "mini", "cmd", [0], "m", "now", commit, targets, degraded=list(degraded))
+
+
 def test_publish_copies_results_and_figures(tmp_path):
     run_dir, paper_dir = tmp_path / "run", tmp_path / "paper"
-    atomic_write_text(run_dir / "results.json", "{}")
+    _results().write(run_dir / "results.json")
     atomic_write_text(run_dir / "plot.png", "png")
     dest = publish(run_dir, paper_dir, "mini", ["plot.png"])
     assert sorted(p.name for p in dest.iterdir()) == ["plot.png", "results.json"]
+    assert load(dest / "results.json").to_json() == _results().to_json()
+
+
+@pytest.mark.parametrize(
+    "run, why",
+    [
+        (_results(degraded=["fell back to the shipped traces"]), "degraded: fell back to the shipped traces"),
+        (_results(commit="abc123+dirty"), "not a commit"),
+        (_results(commit="unknown"), "not a commit"),
+        (_results(measured=("a",)), "1 target\\(s\\) the committed results measured are not run here: b"),
+    ],
+)
+def test_publish_refuses_a_degraded_run_unless_forced(tmp_path, run, why):
+    run_dir, paper_dir = tmp_path / "run", tmp_path / "paper"
+    committed = _results(commit="0ld")
+    committed.write(paper_dir / "results" / "mini" / "results.json")
+    before = (paper_dir / "results" / "mini" / "results.json").read_bytes()
+    run.write(run_dir / "results.json")
+    assert publish_refusals(run, committed)
+    with pytest.raises(PublishError, match=why):
+        publish(run_dir, paper_dir, "mini", [])
+    assert (paper_dir / "results" / "mini" / "results.json").read_bytes() == before  # nothing copied
+    publish(run_dir, paper_dir, "mini", [], force=True)
+    assert load(paper_dir / "results" / "mini" / "results.json").to_json() == run.to_json()
+
+
+def test_publish_accepts_a_clean_run_that_measures_more(tmp_path):
+    assert publish_refusals(_results(), _results(measured=("a",))) == []
+    assert publish_refusals(_results(), None) == []
+
+
+@pytest.mark.parametrize("kind", ["npz", "json"])
+def test_a_corrupt_cache_file_is_named_removed_and_recomputed(tmp_path, caplog, kind):
+    run = Run("p", "mini", {}, [0], root=tmp_path)
+    store = run.cached if kind == "npz" else run.cached_json
+    store("s", {"k": 1}, lambda: {"acc": 0.5})
+    (path,) = run.cache_dir.glob(f"s-*.{kind}")
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated, as by a full disk
+    calls = []
+    again = store("s", {"k": 1}, lambda: calls.append(1) or {"acc": 0.25})
+    assert calls == [1] and again == {"acc": 0.25}
+    assert any(str(path) in r.getMessage() and "corrupt cache" in r.getMessage() for r in caplog.records)
+    assert store("s", {"k": 1}, lambda: {"acc": 0.0}) == {"acc": 0.25}  # the recomputed file reads back
 
 
 def test_lookup_reads_only_what_was_computed(tmp_path):
