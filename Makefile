@@ -41,18 +41,27 @@ bt2: $(VENV)/.installed apt  # babeltrace2's Python bindings are Debian-only: li
 	@site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	if [ -d $(BT2) ] && [ ! -e $$site/bt2 ]; then ln -s $(BT2) $$site/bt2; fi
 
+# PAPER is checked by make itself (no shell sees it before it is one of $(PAPERS)); SCALE and SEEDS reach the
+# recipes only as quoted environment variables, checked by pattern there and by the paper's own CLI after.
+override PAPER := $(value PAPER)
+override SCALE := $(value SCALE)
+override SEEDS := $(value SEEDS)
+export PAPER SCALE SEEDS
 check-paper:
-	@test -n "$(PAPER)" || { echo "PAPER is required; valid: $(PAPERS)"; exit 2; }
-	@test -f papers/$(PAPER)/paper.yaml || { echo "unknown PAPER=$(PAPER); valid: $(PAPERS)"; exit 2; }
+	$(if $(PAPER),,$(error PAPER is required; valid: $(PAPERS)))
+	$(if $(filter-out $(PAPERS),$(PAPER))$(filter-out 1,$(words $(PAPER))),$(error unknown PAPER '$(PAPER)'; valid: $(PAPERS)))
+	@[[ "$$SCALE" =~ ^[a-z][a-z0-9_]*$$ ]] || { echo "SCALE must be a config name such as mini or full, got '$$SCALE'"; exit 2; }
+	@[[ -z "$$SEEDS" || "$$SEEDS" =~ ^[0-9]+(,[0-9]+)*$$ ]] || \
+		{ echo "SEEDS must be non-negative integers separated by commas (e.g. 0,1,2), got '$$SEEDS'"; exit 2; }
 
 reproduce: check-paper setup  ## make reproduce PAPER=name [SCALE=mini] [SEEDS=0,1]
-	$(BIN)/python -m papers.$(PAPER).reproduce --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) --publish
+	$(BIN)/python -m "papers.$$PAPER.reproduce" --scale "$$SCALE" $${SEEDS:+--seeds "$$SEEDS"} --publish
 
 test: setup  ## unit tests, the contract test over every paper, every paper's smoke scale
 	@$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: check-paper setup  ## speed/memory ratios of one paper: make bench PAPER=name
-	$(BIN)/python -m papers.$(PAPER).bench
+	$(BIN)/python -m "papers.$$PAPER.bench"
 
 traces: setup  ## collect a trace dataset, all seven behaviours (root): make traces [OUT=runs/traces/ds]
 	$(BIN)/python -m shared.traces collect --out $(or $(OUT),runs/traces/ds) --behaviours all

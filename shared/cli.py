@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from shared.config import available_scales
 from shared.environment import REPO_ROOT
 
 T = TypeVar("T")
@@ -40,10 +42,6 @@ def parse_list(text: str | None, cast=str) -> list | None:
     if not text:
         return None
     return [cast(part) for part in text.replace(",", " ").split()]
-
-
-def available_scales(paper_dir: Path) -> list[str]:
-    return sorted(p.stem for p in (paper_dir / "configs").glob("*.yaml"))
 
 
 def parse_reproduce_args(paper_dir: Path, stages: Sequence[str], argv: Sequence[str] | None = None) -> ReproduceArgs:
@@ -111,16 +109,21 @@ def parse_reproduce_args(paper_dir: Path, stages: Sequence[str], argv: Sequence[
 def load_paper_config(cls: type[T], paper_dir: Path, args: ReproduceArgs) -> T:
     """The scale's config with --set overrides (and --seeds, when the config has seeds); a config that
     does not load exits with status 2 and one line naming the problem."""
+    import dataclasses
+
     from shared.config import ConfigError, load_config
 
+    overrides = list(args.overrides)
+    if args.seeds:
+        if "seeds" not in {f.name for f in dataclasses.fields(cls)}:
+            print(f"error: --seeds: {paper_dir.name} has no seeds setting to override", file=sys.stderr)
+            raise SystemExit(2)
+        overrides.append(f"seeds=[{','.join(map(str, args.seeds))}]")  # checked like the config's own seeds
     try:
-        cfg = load_config(cls, paper_dir / "configs" / f"{args.scale}.yaml", args.overrides)
+        return load_config(cls, paper_dir / "configs" / f"{args.scale}.yaml", overrides)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    if args.seeds and hasattr(cfg, "seeds"):
-        cfg.seeds = args.seeds
-    return cfg
 
 
 def dry_run(cfg: Any, all_stages: Sequence[str], stages: set[str], paper: str | None = None) -> int:
@@ -160,3 +163,32 @@ def begin(
     if args.dry_run:
         return dry_run(cfg, stages, chosen, paper_dir.name)
     return args, cfg, chosen
+
+
+def run_command(main: Callable[[], int]) -> int:
+    """Run a command's `main`; Ctrl-C (SIGINT) ends it with status 130 and one line saying how to resume,
+    whatever the libraries underneath do with the KeyboardInterrupt (Lightning turns it into exit 1)."""
+    interrupted = False
+
+    def on_sigint(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the cleanup short
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return main()
+    except KeyboardInterrupt:
+        interrupted = True
+    except SystemExit:
+        if not interrupted:
+            raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    from shared.run import Run
+
+    where = f"; finished stages are cached in {Run.latest.dir}" if Run.latest is not None else ""
+    command = " ".join(shlex.quote(a) for a in sys.argv)
+    print(f"interrupted: run the same command again to resume ({command}){where}", file=sys.stderr)
+    return 130

@@ -1,12 +1,19 @@
 """Typed configs: YAML files into dataclasses, strict keys, and `--set a.b=c` overrides.
 
-An unknown key, a missing required key or a value of the wrong type is one `ConfigError` that
-names the key, what was given and what is valid.
+An unknown key, a duplicate key, a missing required key, a value of the wrong type or a number out of
+its range is one `ConfigError` that names the key, what was given and what is valid.
+
+Ranges are declared once, here, by field name (`RANGES`), for every paper's config: a seed is a 32-bit
+unsigned integer, sizes, counts, epochs and steps are at least 1, rates and fractions lie in [0, 1], and
+any other number is finite and not negative. A config with a combination that is invalid for its own
+reasons says so in its dataclass's `validate()`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -22,12 +29,99 @@ class ConfigError(ValueError):
     """A config file or override that does not fit its dataclass."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Valid numbers: lo <= x (lo < x when lo_open), x <= hi (x < hi when hi_open), never NaN or inf;
+    `also` lists single values allowed outside (n_jobs=-1: all cores)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    also: tuple[float, ...] = ()
+
+    def contains(self, x: float) -> bool:
+        if x in self.also:
+            return True
+        if not math.isfinite(x):
+            return False
+        lo_ok = self.lo is None or (x > self.lo if self.lo_open else x >= self.lo)
+        hi_ok = self.hi is None or (x < self.hi if self.hi_open else x <= self.hi)
+        return lo_ok and hi_ok
+
+    def describe(self, integer: bool) -> str:
+        def num(v: float) -> str:
+            return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+        if self.lo is not None and self.hi is not None:
+            text = f"{'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{')' if self.hi_open else ']'}"
+        elif self.lo is not None and integer and self.lo_open and float(self.lo).is_integer():
+            text = f">= {num(self.lo + 1)}"
+        elif self.lo is not None:
+            text = f"{'>' if self.lo_open else '>='} {num(self.lo)}"
+        else:
+            text = f"{'<' if self.hi_open else '<='} {num(self.hi)}"
+        text = ("an integer " if integer else "a finite number ") + text
+        return text + "".join(f" or {num(v)}" for v in self.also)
+
+
+NONNEGATIVE = Range(lo=0)
+POSITIVE = Range(lo=0, lo_open=True)  # ints: >= 1
+# First full match of the field's name wins; a number whose name matches none is NONNEGATIVE.
+RANGES: tuple[tuple[str, Range], ...] = (
+    (r"(.*_)?seeds?", Range(lo=0, hi=2**32 - 1)),
+    (r"n_jobs", Range(lo=1, also=(-1,))),
+    (r"(.*_)?(dropout|smoothing)", Range(lo=0, hi=1, hi_open=True)),
+    (r"(.*_)?(fraction|share|density|rate|noise)|alphas?|slerp_t", Range(lo=0, hi=1)),
+    (r"ci", Range(lo=0, hi=1, lo_open=True, hi_open=True)),
+    # zero means "none", "off" or "automatic" for these
+    (r"warmup(_steps)?|.*_every|(num_)?threads|shard|skip|clip|min_lr|weight_decay", NONNEGATIVE),
+    (
+        r"n_layer|n_head|(.*_)?(size|batch|batches|epochs|steps|iter|iterations|layers|heads|hidden|dims?|embd|lengths?|len"
+        r"|window|block|features|mlp|ffn|neighbors|patience|folds|repeats|devices|nodes|shards|workers|probes?"
+        r"|samples|updates|tokens|lr|minutes|seconds|ratio|max|chunk|k|top|eps|epsilon|bootstrap|directions"
+        r"|vertices|landmarks|thresholds|train|eval|documents|requests|pairs|instructions|entities|hashes"
+        r"|orders?|runs|radius|norm|beta|r|bytes)",
+        POSITIVE,
+    ),
+)
+
+
+def range_for(name: str) -> Range:
+    """The declared range of a number named `name` (a dataclass field; list and dict items share it)."""
+    for pattern, valid in RANGES:
+        if re.fullmatch(pattern, name):
+            return valid
+    return NONNEGATIVE
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a mapping with the same key twice (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"duplicate key {key!r} at line {line} (first at line {seen[key]})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_unique(text: str) -> Any:
+    """yaml.safe_load, except that a duplicate key in any mapping is a ConfigError naming it and its lines."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_load_unique(path.read_text()) or {}
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -81,7 +175,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     for name, field in fields.items():
         path = f"{where}.{name}" if where else name
         if name in data:
-            kwargs[name] = _coerce(hints[name], data[name], path)
+            kwargs[name] = _coerce(hints[name], data[name], path, name)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{path}: required key is missing")
     obj = cls(**kwargs)
@@ -89,6 +183,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     if callable(validate):
         validate()
     return obj
+
+
+def available_scales(paper_dir: Path) -> list[str]:
+    """The scales a paper has: the names of its configs/*.yaml."""
+    return sorted(p.stem for p in (Path(paper_dir) / "configs").glob("*.yaml"))
 
 
 def load_config(cls: type[T], path: str | Path, overrides: Sequence[str] = ()) -> T:
@@ -119,11 +218,19 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
+def _in_range(value: float, path: str, name: str, integer: bool) -> Any:
+    valid = range_for(name)
+    if not valid.contains(value):
+        raise ConfigError(f"{path}: {value!r} is out of range; valid: {valid.describe(integer)}")
+    return value
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(tp: Any, value: Any, path: str) -> Any:
+def _coerce(tp: Any, value: Any, path: str, name: str = "") -> Any:
+    """`value` as type `tp`; numbers are checked against the range declared for the field `name`."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -134,7 +241,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(arg, value, path)
+                return _coerce(arg, value, path, name)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(f"{path}: {value!r} fits none of {' | '.join(_type_name(a) for a in args)}")
@@ -148,24 +255,24 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
         inner = args[0] if args else Any
-        items = [_coerce(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(inner, v, f"{path}[{i}]", name) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
         vt = args[1] if len(args) == 2 else Any
-        return {k: _coerce(vt, v, f"{path}.{k}") for k, v in value.items()}
+        return {k: _coerce(vt, v, f"{path}.{k}", name) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{path}: expected true or false, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return _in_range(value, path, name, integer=True)
         raise ConfigError(f"{path}: expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return _in_range(float(value), path, name, integer=False)
         raise ConfigError(f"{path}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -46,6 +46,28 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def cpu_flags() -> list[str]:
+    """The CPU's feature flags (/proc/cpuinfo): libraries pick code paths by them (bitsandbytes' packed 4-bit
+    path needs avx512_bf16; torch, oneDNN and OpenBLAS pick kernels by vector width), so a number that
+    differs between machines can be traced to the path each one took."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return []
+
+
+def torch_cpu_capability() -> str | None:
+    """The vector kernels torch dispatches to on this CPU (e.g. AVX512, AVX2; ATEN_CPU_CAPABILITY forces one)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def gpu_names() -> list[str]:
     """CUDA devices torch can see. torch is imported here when installed: a stage that has not
     imported it yet (a report-only rerun) must still name the GPU the results came from."""
@@ -80,6 +102,8 @@ def describe() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "torch_cpu_capability": torch_cpu_capability(),
         "gpus": gpu_names(),
         "packages": versions,
         "git_commit": git_commit(),

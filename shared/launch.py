@@ -13,12 +13,13 @@ python -m shared.launch torchrun --paper quant_pretraining --scale full --gpus 4
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from dataclasses import dataclass
 
 from papers import UnknownPaperError, get_paper
-from shared.cli import available_scales
+from shared.config import available_scales
 
 TEMPLATE = """#!/bin/bash
 #SBATCH --job-name={job}
@@ -63,9 +64,24 @@ class SlurmJob:
     shards: int = 0  # > 0: an array of this many tasks over one scale, task i runs `--set grid.shard=i`
 
 
+def check_job(job: SlurmJob) -> None:
+    """ValueError naming the first field of `job` that would render a script SLURM refuses or misreads
+    (every value is pasted into the script)."""
+    for name in ("gpus", "nodes", "cpus"):
+        if not isinstance(getattr(job, name), int) or getattr(job, name) < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {getattr(job, name)!r}")
+    if job.shards < 0:
+        raise ValueError(f"shards must be >= 0, got {job.shards}")
+    if not re.fullmatch(r"[0-9]+[KMGT]?", job.mem):
+        raise ValueError(f"mem must look like 64G (a number, then K, M, G or T), got {job.mem!r}")
+    if not re.fullmatch(r"([0-9]+-)?[0-9]+(:[0-9]{2}){0,2}", job.time):
+        raise ValueError(f"time must look like 24:00:00 or 2-00:00:00, got {job.time!r}")
+
+
 def render_slurm(job: SlurmJob) -> str:
     """The sbatch script for `job`; with `array`, one task per scale name; with `shards`, one task per
     shard of one scale's grid (the paper's config reads grid.shard and grid.num_shards)."""
+    check_job(job)
     paper = get_paper(job.paper)
     scales = job.array or [job.scale]
     known = available_scales(paper.dir)
@@ -101,6 +117,8 @@ def render_slurm(job: SlurmJob) -> str:
 
 def render_torchrun(paper: str, scale: str = "full", gpus: int = 1, nodes: int = 1) -> str:
     """The torchrun command for the same run on machines without SLURM (one process per GPU)."""
+    if gpus < 1 or nodes < 1:
+        raise ValueError(f"gpus and nodes must be integers >= 1, got gpus={gpus!r}, nodes={nodes!r}")
     known = available_scales(get_paper(paper).dir)
     if scale not in known:
         raise ValueError(f"{paper}: unknown scale {scale!r}; valid: {', '.join(known)}")
@@ -111,23 +129,34 @@ def render_torchrun(paper: str, scale: str = "full", gpus: int = 1, nodes: int =
     )
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (GPUs, nodes, CPUs per task)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.launch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     slurm = sub.add_parser("slurm", help="print an sbatch script")
     slurm.add_argument("--paper", required=True)
     slurm.add_argument("--scale", default="full")
-    slurm.add_argument("--gpus", type=int, default=1)
-    slurm.add_argument("--nodes", type=int, default=1)
-    slurm.add_argument("--cpus", type=int, default=8)
+    slurm.add_argument("--gpus", type=positive_int, default=1)
+    slurm.add_argument("--nodes", type=positive_int, default=1)
+    slurm.add_argument("--cpus", type=positive_int, default=8)
     slurm.add_argument("--mem", default="64G")
     slurm.add_argument("--time", default="24:00:00")
     slurm.add_argument("--array", default=None, help="comma-separated scales, one array task each")
     run = sub.add_parser("torchrun", help="print the torchrun command")
     run.add_argument("--paper", required=True)
     run.add_argument("--scale", default="full")
-    run.add_argument("--gpus", type=int, default=1)
-    run.add_argument("--nodes", type=int, default=1)
+    run.add_argument("--gpus", type=positive_int, default=1)
+    run.add_argument("--nodes", type=positive_int, default=1)
     args = parser.parse_args(argv)
     if args.command == "torchrun":
         try:

@@ -25,7 +25,7 @@ from papers.dim_reduction import data as datasets
 from papers.dim_reduction.config import METHODS, Config
 from papers.dim_reduction.knn import knn_score
 from papers.dim_reduction.report import write_report
-from shared.cli import begin
+from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.data.errors import CorruptDataError, DatasetNotFoundError
 from shared.progress import get_logger, progress
@@ -182,4 +182,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

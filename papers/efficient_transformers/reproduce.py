@@ -26,7 +26,7 @@ from papers.efficient_transformers.data.tasks import TaskData, load_task
 from papers.efficient_transformers.efficiency import run_in_child
 from papers.efficient_transformers.report import write_report
 from papers.efficient_transformers.train import train_and_score
-from shared.cli import begin
+from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.data.errors import CorruptDataError, DatasetNotFoundError
 from shared.progress import get_logger, progress
@@ -195,4 +195,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -30,7 +30,7 @@ from papers.manifold_expansion.models import build, n_params
 from papers.manifold_expansion.params import FlatModel
 from papers.manifold_expansion.report import write_report
 from papers.manifold_expansion.train import evaluate, train
-from shared.cli import begin
+from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.data.errors import CorruptDataError, DatasetNotFoundError
 from shared.progress import get_logger, progress
@@ -189,4 +189,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

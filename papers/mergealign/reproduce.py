@@ -24,7 +24,7 @@ from papers.mergealign import merges as mk
 from papers.mergealign.config import Config
 from papers.mergealign.evaluation import EvalSets, evaluate_model, local_eval_sets, refusal_judge
 from papers.mergealign.report import write_report
-from shared.cli import begin
+from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.lm_family.merging import weights_key as model_key
 from shared.progress import get_logger, progress
@@ -273,4 +273,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

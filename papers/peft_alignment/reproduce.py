@@ -24,7 +24,7 @@ from papers.peft_alignment.config import Config
 from papers.peft_alignment.evaluation import VERSION as EVAL_VERSION
 from papers.peft_alignment.evaluation import EvalSets, local_eval_sets
 from papers.peft_alignment.grid import Job
-from shared.cli import begin
+from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.environment import child_malloc_env, keep_freed_memory
 from shared.lm_family import merging
@@ -201,4 +201,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     keep_freed_memory()  # this command's own process (family training); workers get child_malloc_env
-    sys.exit(main())
+    sys.exit(run_command(main))

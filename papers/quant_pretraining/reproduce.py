@@ -22,7 +22,7 @@ from papers.quant_pretraining.configurations import get_configuration
 from papers.quant_pretraining.data import Corpus, load_corpus, zero_shot_streams
 from papers.quant_pretraining.report import write_report
 from papers.quant_pretraining.train import train_one
-from shared.cli import begin
+from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.data.errors import DatasetNotFoundError
 from shared.io import atomic_write_json
@@ -114,4 +114,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

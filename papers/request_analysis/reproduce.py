@@ -18,7 +18,7 @@ from papers.request_analysis.data import DataError, data_dir, load_tables
 from papers.request_analysis.pipeline import analyse
 from papers.request_analysis.report import summarise, write_report
 from papers.request_analysis.traces import requests_from_traces
-from shared.cli import begin
+from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.progress import get_logger
 from shared.run import Run, content_hash
@@ -101,4 +101,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

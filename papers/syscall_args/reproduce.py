@@ -20,7 +20,7 @@ from papers.syscall_args.data import DataError, load_windows
 from papers.syscall_args.model import build_model
 from papers.syscall_args.report import write_report
 from papers.syscall_args.train import fit
-from shared.cli import begin
+from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.progress import get_logger
 from shared.run import Run, content_hash
@@ -109,4 +109,4 @@ def load_paper_meta() -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

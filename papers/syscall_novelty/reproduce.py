@@ -24,7 +24,7 @@ from papers.syscall_novelty.evaluate import score_split
 from papers.syscall_novelty.model import build_model
 from papers.syscall_novelty.report import write_report
 from papers.syscall_novelty.train import train
-from shared.cli import begin
+from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.progress import get_logger
 from shared.run import Run, content_hash
@@ -131,4 +131,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))
