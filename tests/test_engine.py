@@ -92,7 +92,7 @@ def test_sigusr1_checkpoints_and_exits_for_a_requeue(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         _dropout_run(ckpt, steps=9)
     assert exit_info.value.code == REQUEUE_EXIT
-    assert torch.load(ckpt, weights_only=False)["step"] == 4
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
     assert signal.getsignal(signal.SIGUSR1) is not None
     monkeypatch.setattr(engine, "accumulate_gradients", real)
     resumed, _ = _dropout_run(ckpt, steps=9)
@@ -105,7 +105,7 @@ def test_a_different_seed_path_would_differ(tmp_path):
     straight, _ = _dropout_run(None, steps=9)
     ckpt = tmp_path / "last.ckpt"
     _dropout_run(ckpt, steps=9, stop_after=5)
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     state["rng"]["torch"] = torch.Generator().manual_seed(123).get_state()
     torch.save(state, ckpt)
     resumed, _ = _dropout_run(ckpt, steps=9)
@@ -130,7 +130,7 @@ def _worker(tmp_path: Path, nproc: int) -> dict:
         ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return torch.load(out, weights_only=False)
+    return torch.load(out, weights_only=True)
 
 
 def test_ddp_on_two_gloo_processes_matches_one_process(tmp_path):

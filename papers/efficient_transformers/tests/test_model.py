@@ -35,6 +35,7 @@ def test_checkpointing_gives_identical_gradients(variant):
     ckpt.cfg = ModelConfig(layers=2, dim=16, heads=2, mlp=32, checkpointing=True)
     x, y = data()
     a, b = grads(plain, x, y), grads(ckpt, x, y)
+    assert a.keys() == b.keys() and len(a) > 10  # every parameter has a gradient in both
     assert all(torch.allclose(a[n], b[n], atol=1e-12) for n in a)
 
 
@@ -57,6 +58,7 @@ def test_reversible_backward_reconstructs_and_matches_autograd(variant):
     model.zero_grad()
     torch.nn.functional.cross_entropy(_reference_reversible(model, x), y).backward()
     ref = {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert ours.keys() == ref.keys() and len(ours) > 10
     assert all(torch.allclose(ours[n], ref[n], atol=1e-9) for n in ours)
 
 
