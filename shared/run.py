@@ -63,6 +63,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.wall_time_s: dict[str, float] = self._read_times()
         self.degraded: list[str] = []
+        self._replayed_s = 0.0
         atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         atomic_write_json(self.dir / "seeds.json", self.seeds)
         self.environment = describe()
@@ -82,14 +83,19 @@ class Run:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time a stage; the wall time is saved as soon as it ends."""
+        """Time a stage; the wall time is saved as soon as it ends. Entries it reads back from the cache count
+        with the time they took to compute, so a resumed run reports what the whole stage costs."""
         log.info("stage %s: start", name)
+        self._replayed_s = 0.0
         start = time.perf_counter()
         yield
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - start + self._replayed_s
         self.wall_time_s[name] = round(elapsed, 3)
         atomic_write_json(self.dir / "wall_time_s.json", self.wall_time_s)
-        log.info("stage %s: done in %.1f s", name, elapsed)
+        replayed = (
+            f" ({self._replayed_s:.1f} s of it computed earlier, read from the cache)" if self._replayed_s else ""
+        )
+        log.info("stage %s: done in %.1f s%s", name, elapsed, replayed)
 
     def log_metrics(self, **values: Any) -> None:
         """Append one JSON line to metrics.jsonl."""
@@ -103,10 +109,15 @@ class Run:
         Values are arrays or scalars (int, float, str); the file is written atomically, so an
         interrupted run never leaves a cache entry that looks complete.
         """
+        path = self._cache_path(stage, key)
         value = self.lookup(stage, key)
-        if value is None:
-            value = compute()
-            atomic_write_bytes(self._cache_path(stage, key), _npz_bytes(value))
+        if value is not None:
+            self._replayed_s += _compute_seconds(path)
+            return value
+        start = time.perf_counter()
+        value = compute()
+        atomic_write_bytes(path, _npz_bytes(value))
+        _record_compute_seconds(path, time.perf_counter() - start)
         return value
 
     def lookup(self, stage: str, key: Any) -> CacheValue | None:
@@ -123,12 +134,15 @@ class Run:
 
     def cached_json(self, stage: str, key: Any, compute: Callable[[], dict]) -> dict:
         """As `cached`, for a nested JSON-able result (a summary rather than arrays)."""
+        path = self.cache_dir / f"{stage}-{content_hash(key)}.json"
         cached = self.lookup_json(stage, key)
         if cached is not None:
+            self._replayed_s += _compute_seconds(path)
             return cached
-        path = self.cache_dir / f"{stage}-{content_hash(key)}.json"
+        start = time.perf_counter()
         value = compute()
         atomic_write_json(path, value)
+        _record_compute_seconds(path, time.perf_counter() - start)
         return json.loads(path.read_text())  # the same types a rerun reads back
 
     def lookup_json(self, stage: str, key: Any) -> dict | None:
@@ -168,6 +182,18 @@ class Run:
     def write_results(self, results: Results) -> Path:
         results.wall_time_s = dict(self.wall_time_s)
         return results.write(self.results_path())
+
+
+def _compute_seconds(path: Path) -> float:
+    """How long the cache entry at `path` took to compute (0 for entries written before this was kept)."""
+    try:
+        return float(path.with_name(path.name + ".seconds").read_text())
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _record_compute_seconds(path: Path, seconds: float) -> None:
+    atomic_write_text(path.with_name(path.name + ".seconds"), f"{seconds:.3f}\n")
 
 
 def _drop_corrupt(path: Path, exc: BaseException) -> None:

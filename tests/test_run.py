@@ -1,4 +1,5 @@
 import json
+import time
 
 import numpy as np
 import pytest
@@ -129,3 +130,23 @@ def test_lookup_reads_only_what_was_computed(tmp_path):
     assert run.lookup("s", {"d": 1}) is None
     run.cached("s", {"d": 1}, lambda: {"acc": 0.5})
     assert run.lookup("s", {"d": 1}) == {"acc": 0.5} and run.lookup("s", {"d": 2}) is None
+
+
+def test_a_resumed_stage_reports_the_time_its_cached_work_took(tmp_path):
+    def slow() -> dict:
+        time.sleep(0.3)
+        return {"acc": 0.5}
+
+    first = Run("p", "mini", {}, [0], root=tmp_path)
+    with first.stage("fit"):
+        first.cached("fit", {"k": 1}, slow)
+        first.cached_json("fit", {"k": 2}, slow)
+    assert first.wall_time_s["fit"] >= 0.6
+    again = Run("p", "mini", {}, [0], root=tmp_path)  # a rerun: both entries come from the cache
+    start = time.perf_counter()
+    with again.stage("fit"):
+        again.cached("fit", {"k": 1}, slow)
+        again.cached_json("fit", {"k": 2}, slow)
+    assert time.perf_counter() - start < 0.3  # nothing was recomputed ...
+    assert again.wall_time_s["fit"] >= 0.6  # ... yet the stage reports what it cost
+    assert abs(again.wall_time_s["fit"] - first.wall_time_s["fit"]) < 0.1
