@@ -70,14 +70,15 @@ POSITIVE = Range(lo=0, lo_open=True)  # ints: >= 1
 # First full match of the field's name wins; a number whose name matches none is NONNEGATIVE.
 RANGES: tuple[tuple[str, Range], ...] = (
     (r"(.*_)?seeds?", Range(lo=0, hi=2**32 - 1)),
-    (r"n_jobs", Range(lo=1, also=(-1,))),
+    (r"n_jobs", Range(lo=1, also=(-1,))),  # scikit-learn: -1 is every core
+    (r"max_(updates|steps)", Range(lo=1, also=(-1,))),  # Lightning: -1 is no limit
     (r"(.*_)?(dropout|smoothing)", Range(lo=0, hi=1, hi_open=True)),
     (r"(.*_)?(fraction|share|density|rate|noise)|alphas?|slerp_t", Range(lo=0, hi=1)),
     (r"ci", Range(lo=0, hi=1, lo_open=True, hi_open=True)),
     # zero means "none", "off" or "automatic" for these
-    (r"warmup(_steps)?|.*_every|(num_)?threads|shard|skip|clip|min_lr|weight_decay", NONNEGATIVE),
+    (r"warmup(_steps)?|.*_every|(num_)?threads|shard|skip|clip|min_(?!samples).*|weight_decay|patience", NONNEGATIVE),
     (
-        r"n_layer|n_head|(.*_)?(size|batch|batches|epochs|steps|iter|iterations|layers|heads|hidden|dims?|embd|lengths?|len"
+        r"n_layer|n_head|(.*_)?(size|batch|batches|epochs|steps|blocks|units|widths|iter|iterations|layers|heads|hidden|dims?|embd|lengths?|len"
         r"|window|block|features|mlp|ffn|neighbors|patience|folds|repeats|devices|nodes|shards|workers|probes?"
         r"|samples|updates|tokens|lr|minutes|seconds|ratio|max|chunk|k|top|eps|epsilon|bootstrap|directions"
         r"|vertices|landmarks|thresholds|train|eval|documents|requests|pairs|instructions|entities|hashes"

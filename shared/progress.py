@@ -27,11 +27,27 @@ def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, **
     return iter(tqdm(iterable, desc=desc, total=total, disable=not bars_enabled(), leave=False, **kwargs))
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted, not when the handler was made (a test that
+    captures stderr, or a caller that redirects it, must not leave the handler writing to a closed stream)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(level: int | str = logging.INFO) -> None:
     """Configure the root logger once: timestamps, level, module name, to stderr."""
     root = logging.getLogger()
     if not any(getattr(h, "_shared", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
         handler._shared = True  # type: ignore[attr-defined]
         root.addHandler(handler)

@@ -148,7 +148,8 @@ def test_readme_commands_exist_in_makefile():
 
 def test_make_rejects_unknown_paper():
     proc = subprocess.run(["make", "-s", "check-paper", "PAPER=nope"], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode != 0 and "unknown PAPER=nope; valid:" in proc.stdout and "dim_reduction" in proc.stdout
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "unknown PAPER 'nope'; valid:" in out and "dim_reduction" in out
 
 
 def test_papers_cli_list_and_path():

@@ -116,3 +116,19 @@ def test_atomic_dir_replaces_on_success_and_leaves_nothing_on_failure(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "c.txt").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["c.txt"]
+
+
+def test_logging_follows_sys_stderr_when_it_is_replaced(monkeypatch):
+    import io
+    import logging
+
+    from shared.progress import setup_logging
+
+    setup_logging()
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    logging.getLogger("shared.test").info("one")
+    first.close()  # as pytest's capture does between tests
+    monkeypatch.setattr("sys.stderr", second)
+    logging.getLogger("shared.test").info("two")
+    assert "two" in second.getvalue() and "one" not in second.getvalue()

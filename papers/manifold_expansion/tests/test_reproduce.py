@@ -45,7 +45,9 @@ def test_dry_run_validates_every_scale_without_running(tmp_path, capsys):
     ("override", "message"),
     [
         ("simplex.vertizes=2", "unknown key(s) 'vertizes'; valid keys: batch_size, bisect_steps"),
-        ("simplex.vertices=0", "simplex.vertices must be at least 1, got 0"),
+        ("simplex.vertices=0", "simplex.vertices: 0 is out of range; valid: an integer >= 1"),
+        ("analysis.ci=1.0", "analysis.ci: 1.0 is out of range; valid: a finite number (0, 1)"),
+        ("expansions=[{op: wider, init: net2net, layer: -1, units: 4}]", "expansions[0].layer: -1 is out of range"),
         ("expansions=[{op: deeper, init: zero, layer: 0}]", "a zero layer cuts a plain network"),
         (
             "expansions=[{op: wider, init: net2net, layer: 0}, {op: deeper, init: random, layer: 0}, "
