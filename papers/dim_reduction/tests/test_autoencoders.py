@@ -37,7 +37,7 @@ def test_architecture_follows_the_paper():
         (196, 392),
         (392, 784),
     ]
-    assert all(torch.count_nonzero(m.bias) == 0 for m in linears)  # Keras zero bias init
+    assert len(linears) == 8 and all(torch.count_nonzero(m.bias) == 0 for m in linears)  # Keras zero bias init
     bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     assert len(bn) == 6 and bn[0].eps == 1e-3 and bn[0].momentum == pytest.approx(0.01)
     with torch.no_grad():
@@ -125,7 +125,7 @@ def test_the_checkpoint_round_trips_with_weights_only(tmp_path):
     fresh = VariationalAutoencoder(64, 2)
     fresh.load_state_dict(ckpt["state_dict"])  # strict: every tensor is there under its name
     best = ckpt["callbacks"]["RestoreBestWeights"]["state"]
-    assert best.keys() == res.model.state_dict().keys()
+    assert best.keys() == res.model.state_dict().keys() and len(best) == 50  # 10 Linear x 2 + 6 BatchNorm x 5
     assert all(torch.equal(best[k], v) for k, v in res.model.state_dict().items())  # the weights the fit returned
     assert ckpt["callbacks"]["ResumeState"]["cpu_rng"].dtype == torch.uint8
 
