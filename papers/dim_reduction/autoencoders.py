@@ -26,7 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from papers.dim_reduction.config import AutoencoderConfig
+from papers.dim_reduction.config import AutoencoderConfig, ae_split_sizes
 from shared.io import atomic_write_bytes
 
 MIN_DELTA = {"dae": 1e-4, "vae": 0.01}  # the authors' EarlyStopping(min_delta=...)
@@ -270,8 +270,7 @@ class TensorBatches:
 def split_train_val(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split; both sizes floored to multiples of 100 as in the authors' code."""
     n = len(y)
-    n_val = max(100, int(n * val_fraction) // 100 * 100)
-    n_train = max(100, int(n * (1 - val_fraction)) // 100 * 100)
+    n_train, n_val = ae_split_sizes(n, val_fraction)
     if n_train + n_val > n:
         raise ValueError(f"{n} samples are too few for a {n_train}/{n_val} train/validation split")
     tr, va = train_test_split(np.arange(n), train_size=n_train, test_size=n_val, stratify=y, random_state=seed)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from papers.dim_reduction.config import DataConfig
+from papers.dim_reduction.config import FACTS, DataConfig
 from shared.data.bundled import load_digits_split
 from shared.data.cifar import HOW_TO_GET as CIFAR_HOW_TO_GET
 from shared.data.cifar import load_cifar10
@@ -27,7 +27,7 @@ HOW_TO_GET = {
     "cifar10": CIFAR_HOW_TO_GET + " Pass it with --set data.data_dir=PATH, or use --set data.source=hf.",
 }
 # Class count of each dataset: labels outside 0..n-1 are a CorruptDataError at load time.
-N_CLASSES = {"digits": 10, "fashion_mnist": 10, "mnist": 10, "cifar10": 10}
+N_CLASSES = {name: facts.n_classes for name, facts in FACTS.items()}
 # Pixel scale of each dataset: the paper divides by 255; digits are 0-16.
 PIXEL_MAX = {"digits": 16.0, "fashion_mnist": 255.0, "mnist": 255.0, "cifar10": 255.0}
 
