@@ -6,14 +6,17 @@ import struct
 import numpy as np
 import pytest
 
+from shared.data.checks import check_images, check_labels
 from shared.data.cifar import load_cifar10, read_batch
-from shared.data.errors import CorruptDataError, DatasetNotFoundError
+from shared.data.errors import CorruptDataError, DataError, DatasetNotFoundError
 from shared.data.idx import load_idx_split, parse_idx, read_idx
+
+IDX_TYPES = {0x08: ">u1", 0x0C: ">i4", 0x0D: ">f4"}
 
 
 def idx_bytes(arr: np.ndarray, code: int = 0x08) -> bytes:
     header = bytes([0, 0, code, arr.ndim]) + b"".join(struct.pack(">I", n) for n in arr.shape)
-    return header + arr.astype(">u1" if code == 0x08 else ">i4").tobytes()
+    return header + arr.astype(IDX_TYPES[code]).tobytes()
 
 
 def test_idx_round_trip_plain_and_gzip(tmp_path):
@@ -54,19 +57,74 @@ def test_idx_split_missing_file_says_how_to_get_it(tmp_path):
         load_idx_split(tmp_path, "apt-get install x")
 
 
-def test_idx_split_checks_label_count(tmp_path):
-    imgs, labels = np.zeros((3, 2, 2), np.uint8), np.zeros(2, np.uint8)
-    for split in ("train", "t10k"):
-        (tmp_path / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(imgs))
-        (tmp_path / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
-    with pytest.raises(CorruptDataError, match="train has 3 images but 2 labels"):
+def write_idx_split(folder, images=None, labels=None, test_images=None, image_code=0x08, label_code=0x08):
+    """Four small MNIST-style files (20 train, 10 test 4x4 images); any of them replaceable."""
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte": (rng.integers(0, 256, (20, 4, 4)) if images is None else images, image_code),
+        "train-labels-idx1-ubyte": (np.arange(20) % 10 if labels is None else labels, label_code),
+        "t10k-images-idx3-ubyte": (rng.integers(0, 256, (10, 4, 4)) if test_images is None else test_images, 0x08),
+        "t10k-labels-idx1-ubyte": (np.arange(10), 0x08),
+    }
+    for name, (arr, code) in files.items():
+        (folder / name).write_bytes(idx_bytes(np.asarray(arr), code))
+
+
+def test_a_good_idx_split_loads(tmp_path):
+    write_idx_split(tmp_path)
+    x_tr, y_tr, x_te, y_te = load_idx_split(tmp_path)
+    assert x_tr.shape == (20, 4, 4) and x_te.shape == (10, 4, 4) and y_tr.dtype == np.int64
+    assert y_tr.tolist() == (np.arange(20) % 10).tolist() and y_te.tolist() == list(range(10))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            {"labels": np.arange(19) % 10},
+            r"train-images-idx3-ubyte has 20 images but \S*train-labels-idx1-ubyte has 19",
+        ),
+        (
+            {"labels": np.where(np.arange(20) == 17, 200, np.arange(20) % 10)},
+            r"train-labels-idx1-ubyte: labels must be integers in 0..9, found 200 at index 17 \(1 out of range\)",
+        ),
+        ({"labels": np.full(20, -1), "label_code": 0x0C}, r"in 0..9, found -1 at index 0 \(20 out of range\)"),
+        ({"labels": np.full(20, 1.5), "label_code": 0x0D}, r"labels must be integers in 0..9, found 1.5 \(float\)"),
+        (
+            {"images": np.where(np.arange(320).reshape(20, 4, 4) == 21, np.nan, 1.0), "image_code": 0x0D},
+            r"train-images-idx3-ubyte: pixels must be finite numbers in 0..255, found nan at image 1, "
+            r"position \(1, 1\)",
+        ),
+        ({"images": np.full((20, 4, 4), 300), "image_code": 0x0C}, r"in 0..255, found 300 at image 0, .*320 bad"),
+        ({"images": np.zeros((20, 16))}, r"images must have shape \(n, rows, cols\), found \(20, 16\)"),
+        ({"test_images": np.zeros((10, 5, 5))}, r"image sizes differ between files .*\(4, 4\).*\(5, 5\)"),
+        ({"images": np.zeros((0, 4, 4)), "labels": np.zeros(0)}, r"n >= 1; found \(0, 4, 4\)"),
+    ],
+    ids=["count", "label-200", "label-negative", "label-float", "nan-pixel", "pixel-300", "flat", "sizes", "empty"],
+)
+def test_a_bad_idx_split_is_one_clear_error(tmp_path, bad, message):
+    write_idx_split(tmp_path, **bad)
+    with pytest.raises(CorruptDataError, match=message) as caught:
         load_idx_split(tmp_path)
+    assert isinstance(caught.value, DataError) and "\n" not in str(caught.value)
 
 
-def write_batch(path, n: int, seed: int) -> tuple[np.ndarray, list[int]]:
+def test_idx_labels_follow_the_class_count(tmp_path):
+    write_idx_split(tmp_path, labels=np.arange(20) % 10)
+    with pytest.raises(CorruptDataError, match=r"integers in 0..4, found 5 at index 5 \(10 out of range\)"):
+        load_idx_split(tmp_path, n_classes=5)
+
+
+def test_a_forged_idx_header_cannot_overflow_the_size_check():
+    raw = b"\x00\x00\x08\x03" + struct.pack(">III", 2**32 - 1, 2**32 - 1, 2**32 - 1) + b"\x00" * 8
+    with pytest.raises(CorruptDataError, match=r"needs 79228162458924105385300197375 data bytes, found 8"):
+        parse_idx(raw, "f.idx")
+
+
+def write_batch(path, n: int, seed: int, labels=None) -> tuple[np.ndarray, list[int]]:
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-    labels = rng.integers(0, 10, n).tolist()
+    labels = rng.integers(0, 10, n).tolist() if labels is None else labels
     path.write_bytes(pickle.dumps({b"data": data, b"labels": labels, b"batch_label": b"x"}, protocol=2))
     return data, labels
 
@@ -107,6 +165,56 @@ def test_cifar_reader_rejects_wrong_shapes_and_missing_files(tmp_path):
         load_cifar10(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([0, 1, 200, 3], r"labels must be integers in 0..9, found 200 at index 2 \(1 out of range\)"),
+        ([0, -1, 2, 3], r"found -1 at index 1"),
+        ([0, 1, 2.0, 3], r"found 2.0 \(float\) at index 2"),
+        ([b"cat", b"dog", b"cat", b"dog"], r"found b'cat' \(bytes\) at index 0"),
+        ([0, None, 1, 2], r"found None \(NoneType\) at index 1"),
+        ([0, [1, 2], 1, 2], r"found \[1, 2\] \(list\) at index 1"),
+        ([True, False, True, False], r"found True \(bool\) at index 0"),
+        ([0, 1, 2**70, 3], r"found 1180591620717411303424 at index 2"),
+        ([[0, 1], [2, 3]], r"one per image; found an array of shape \(2, 2\)"),
+        (np.array([0, 1, 10, 11], dtype=np.uint8), r"found 10 at index 2 \(2 out of range\)"),
+        ([0, 1, 2], r"4 images but 3 labels"),
+    ],
+    ids=["200", "negative", "float", "bytes", "none", "ragged", "bool", "huge", "2d", "uint8", "count"],
+)
+def test_bad_cifar_labels_are_one_clear_error(tmp_path, labels, message):
+    path = tmp_path / "data_batch_1"
+    write_batch(path, 4, 0, labels)
+    with pytest.raises(CorruptDataError, match=message) as caught:
+        read_batch(path)
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+
+
+def test_a_truncated_or_damaged_cifar_batch_is_one_clear_error(tmp_path):
+    good, path = tmp_path / "good", tmp_path / "data_batch_1"
+    write_batch(good, 3, 0)
+    raw = good.read_bytes()
+    for cut in range(0, len(raw), 997):  # every prefix shape: header, inside the array, inside the labels
+        path.write_bytes(raw[:cut])
+        with pytest.raises(CorruptDataError, match="not a CIFAR-10 python batch, truncated or damaged"):
+            read_batch(path)
+    # a damaged codec name: not an unpickling error, but still just a bad file
+    assert b"latin1" in raw
+    path.write_bytes(raw.replace(b"latin1", b"latUn1", 1))
+    with pytest.raises(CorruptDataError, match="truncated or damaged .LookupError"):
+        read_batch(path)
+
+
+def test_pixel_and_label_checks_pass_good_data_through():
+    labels = check_labels([3, 0, 9], 10, "x")
+    assert labels.dtype == np.int64 and labels.tolist() == [3, 0, 9]
+    assert check_labels(np.array([1, 2], np.uint8), 3, "x").tolist() == [1, 2]
+    images = np.linspace(0, 255, 24).reshape(2, 3, 4)
+    assert check_images(images, "x") is images
+    with pytest.raises(CorruptDataError, match="x: pixels must be finite numbers in 0..16, found 17.0"):
+        check_images(np.full((1, 2), 17.0), "x", max_value=16)
+
+
 def test_pickle_stream_of_numpy_array_is_allowed():
     buf = io.BytesIO(pickle.dumps(np.arange(3)))
     from shared.data.cifar import _RestrictedUnpickler
@@ -122,3 +230,25 @@ def test_hf_image_splits_fail_offline_with_one_clear_error(monkeypatch):
         load_hf_image_splits(None, "cifar10")
     with pytest.raises(DatasetNotFoundError, match="could not load 'no-such/dataset'.*get the files"):
         load_hf_image_splits("no-such/dataset", "cifar10", "get the files")
+
+
+def test_hf_image_splits_check_labels_and_columns(monkeypatch):
+    import datasets
+
+    from shared.data.hf import load_hf_image_splits
+
+    def fake(labels, image_key="image"):
+        split = datasets.Dataset.from_dict({image_key: np.zeros((3, 2, 2), np.uint8).tolist(), "label": labels})
+        return lambda hf_id: datasets.DatasetDict(train=split, test=split)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake([0, 1, 2]))
+    x_tr, y_tr, _, _ = load_hf_image_splits("toy/ok", "toy", n_classes=10)
+    assert x_tr.shape == (3, 2, 2) and y_tr.tolist() == [0, 1, 2]
+    monkeypatch.setattr(datasets, "load_dataset", fake([0, 10, 2]))
+    with pytest.raises(
+        CorruptDataError, match=r"toy/bad\[train\]: labels must be integers in 0..9, found 10 at index 1"
+    ):
+        load_hf_image_splits("toy/bad", "toy", n_classes=10)
+    monkeypatch.setattr(datasets, "load_dataset", fake([0, 1, 2], image_key="pixels"))
+    with pytest.raises(CorruptDataError, match=r"needs an 'image' \(or 'img'\) and a 'label' column; it has"):
+        load_hf_image_splits("toy/cols", "toy", n_classes=10)

@@ -9,9 +9,11 @@ defaults (eps 1e-7); early stopping on validation loss that restores the best we
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +21,16 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from papers.dim_reduction.config import AutoencoderConfig
+from papers.dim_reduction.config import AutoencoderConfig, ae_split_sizes
+from shared.io import atomic_write_bytes
 
 MIN_DELTA = {"dae": 1e-4, "vae": 0.01}  # the authors' EarlyStopping(min_delta=...)
+CHECKPOINT_NAME = "last.ckpt"
 
 # Lightning's banners (accelerator found, tips, "fit stopped") would drown the run's own log.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -146,22 +151,109 @@ class RestoreBestWeights(Callback):
 
 
 class FitClock(Callback):
-    """Wall time of a fit, carried through checkpoints so a resumed fit reports its whole cost."""
+    """Wall time of a fit, carried through checkpoints so a resumed fit reports its whole cost.
+
+    Time spent writing checkpoints is left out (`paused`): the paper's fit times have none, and a
+    CIFAR-10 checkpoint (weights, Adam moments, best weights) is about 200 MB per epoch.
+    """
 
     def __init__(self) -> None:
         self.before, self.start, self.first_epoch = 0.0, time.perf_counter(), 0
+        self.excluded, self.paused_at = 0.0, None
 
     def on_train_start(self, trainer, module) -> None:
         self.first_epoch = trainer.current_epoch  # > 0 when resumed from a checkpoint
 
     def elapsed(self) -> float:
-        return self.before + time.perf_counter() - self.start
+        now = time.perf_counter() if self.paused_at is None else self.paused_at
+        return self.before + now - self.start - self.excluded
+
+    @contextmanager
+    def paused(self):
+        self.paused_at = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - self.paused_at
+            self.paused_at = None
 
     def state_dict(self) -> dict:
         return {"elapsed": self.elapsed()}
 
     def load_state_dict(self, state: dict) -> None:
         self.before = state["elapsed"]
+
+
+class ResumeState(Callback):
+    """What Lightning's checkpoint leaves out but an identical resumed fit needs: torch's RNG states
+    (the VAE samples from them, in training and validation) and whether early stopping had already
+    ended the fit (a run killed after its last epoch, before its result was cached, must not train on)."""
+
+    def __init__(self) -> None:
+        self.trainer: L.Trainer | None = None
+        self.pending: dict | None = None
+
+    def setup(self, trainer, module, stage: str) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> dict:
+        # saved by the checkpoint callback, which runs after early stopping's end-of-epoch check
+        state = {"cpu_rng": torch.get_rng_state(), "stopped": bool(self.trainer and self.trainer.should_stop)}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending = state  # applied at train start, once Lightning has finished restoring
+
+    def on_train_start(self, trainer, module) -> None:
+        if self.pending is None:
+            return
+        torch.set_rng_state(self.pending["cpu_rng"])
+        if "cuda_rng" in self.pending and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self.pending["cuda_rng"])
+        trainer.should_stop = self.pending["stopped"]
+        self.pending = None
+
+
+class EpochCheckpoint(Checkpoint):
+    """Save the whole training state to `path` at the end of every epoch.
+
+    Lightning's ModelCheckpoint with save_top_k=0 writes last.ckpt only when training ends, so a fit
+    killed mid-way had nothing to resume from. The end of the training epoch is after validation, so
+    early stopping and best-weight tracking have already counted this epoch, and Lightning restores
+    such a checkpoint as a finished epoch.
+    """
+
+    def __init__(self, path: Path, clock: FitClock) -> None:
+        self.path, self.clock = Path(path), clock
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if not trainer.sanity_checking:
+            with self.clock.paused():  # I/O, not fitting
+                trainer.save_checkpoint(self.path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target and renamed over it, and read back
+    with weights_only=True (tensors and plain values only, never code).
+
+    Lightning's own save stages the file in the system temp folder and moves it; across filesystems
+    that move is a copy, which a crash can leave half-done under the real name.
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict:
+        return load_checkpoint(Path(path))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A fit's checkpoint, loaded with weights_only=True: it holds only tensors and plain values."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class TensorBatches:
@@ -194,8 +286,7 @@ class TensorBatches:
 def split_train_val(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split; both sizes floored to multiples of 100 as in the authors' code."""
     n = len(y)
-    n_val = max(100, int(n * val_fraction) // 100 * 100)
-    n_train = max(100, int(n * (1 - val_fraction)) // 100 * 100)
+    n_train, n_val = ae_split_sizes(n, val_fraction)
     if n_train + n_val > n:
         raise ValueError(f"{n} samples are too few for a {n_train}/{n_val} train/validation split")
     tr, va = train_test_split(np.arange(n), train_size=n_train, test_size=n_val, stratify=y, random_state=seed)
@@ -211,6 +302,7 @@ class FitResult:
     best_epoch: int
     best_val_loss: float
     first_epoch: int = 0  # the epoch training (re)started at: > 0 after a resume
+    model: Autoencoder | None = None  # the trained model, with the restored best weights
 
 
 @contextmanager
@@ -235,12 +327,15 @@ def fit_autoencoder(
     cfg: AutoencoderConfig,
     seed: int,
     checkpoint_dir: Path | None = None,
+    extra_callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train a DAE or VAE of bottleneck d and project train and test sets.
 
     Fit time covers the train/validation split and training, as the paper's timing does. With
-    `checkpoint_dir`, the state after every epoch is saved there (last.ckpt) and a later call
-    resumes from it; an unreadable checkpoint is discarded and the fit starts over.
+    `checkpoint_dir`, the whole training state is saved there (last.ckpt, atomically) at the end of
+    every epoch and a later call resumes from it, bit for bit as if never interrupted on CPU; an
+    unreadable checkpoint is discarded and the fit starts over. `extra_callbacks` are added to the
+    trainer's (tests use one to kill a fit mid-training).
     """
     with torch_threads(cfg.num_threads):
         clock = FitClock()
@@ -254,14 +349,17 @@ def fit_autoencoder(
             EarlyStopping(monitor="val_loss", min_delta=MIN_DELTA[kind], patience=cfg.patience),
             restore,
             clock,
+            ResumeState(),
+            *extra_callbacks,
         ]
         if checkpoint_dir is not None:
-            callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0))
+            callbacks.append(EpochCheckpoint(checkpoint_dir / CHECKPOINT_NAME, clock))
         trainer = L.Trainer(
             accelerator="gpu" if device.type == "cuda" else "cpu",
             devices=1,
             max_epochs=cfg.max_epochs,
             callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
             logger=False,
             enable_checkpointing=checkpoint_dir is not None,
             enable_progress_bar=False,
@@ -271,7 +369,9 @@ def fit_autoencoder(
         )
         train = TensorBatches(t_tr, cfg.batch_size, shuffle=True, seed=seed, epoch=lambda: trainer.current_epoch)
         val = TensorBatches(t_va, cfg.batch_size, shuffle=False, seed=seed)
-        trainer.fit(model, train_dataloaders=train, val_dataloaders=val, ckpt_path=_resumable(checkpoint_dir))
+        trainer.fit(
+            model, train_dataloaders=train, val_dataloaders=val, ckpt_path=_resumable(checkpoint_dir), weights_only=True
+        )
         return FitResult(
             z_train=project(model, x_train, device),
             z_test=project(model, x_test, device),
@@ -280,17 +380,23 @@ def fit_autoencoder(
             best_epoch=restore.best_epoch,
             best_val_loss=restore.best,
             first_epoch=clock.first_epoch,
+            model=model,
         )
 
 
 def _resumable(checkpoint_dir: Path | None) -> Path | None:
-    """last.ckpt when it exists and loads; a damaged one (a crash mid-write) is removed."""
-    if checkpoint_dir is None or not (checkpoint_dir / "last.ckpt").is_file():
+    """last.ckpt when it exists and loads; a damaged or foreign one is removed, and so are the
+    temporary files of a write that a crash cut short (they never carry the checkpoint's name)."""
+    if checkpoint_dir is None:
         return None
-    path = checkpoint_dir / "last.ckpt"
+    for leftover in checkpoint_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+    path = checkpoint_dir / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
     try:
-        torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated or foreign file: start this fit over
+        load_checkpoint(path)
+    except Exception as exc:  # truncated, foreign, or holding more than tensors and plain values
         logging.getLogger(__name__).warning("discarding unreadable checkpoint %s (%s)", path, exc)
         path.unlink()
         return None

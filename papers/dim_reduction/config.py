@@ -11,6 +11,30 @@ DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10")
 METHODS = ("pca", "isomap", "dae", "vae")
 
 
+@dataclass(frozen=True)
+class DatasetFacts:
+    """The standard splits' sizes, against which a config is checked before anything is loaded."""
+
+    n_features: int  # pixels per image: the largest meaningful dimension
+    n_train: int
+    n_test: int
+    n_classes: int
+
+
+FACTS = {
+    "digits": DatasetFacts(64, 1347, 450, 10),  # scikit-learn's 1,797 digits, split 75/25
+    "fashion_mnist": DatasetFacts(784, 60000, 10000, 10),
+    "mnist": DatasetFacts(784, 60000, 10000, 10),
+    "cifar10": DatasetFacts(3072, 50000, 10000, 10),
+}
+
+
+def ae_split_sizes(n: int, val_fraction: float) -> tuple[int, int]:
+    """The autoencoders' (train, validation) sizes for n samples: each floored to a multiple of 100,
+    at least 100, as in the authors' code."""
+    return max(100, int(n * (1 - val_fraction)) // 100 * 100), max(100, int(n * val_fraction) // 100 * 100)
+
+
 @dataclass
 class DataConfig:
     dataset: Literal["digits", "fashion_mnist", "mnist", "cifar10"]
@@ -57,7 +81,7 @@ class AutoencoderConfig:
     max_epochs: int = 9999
     patience: int = 10
     val_fraction: float = 0.1
-    accelerator: str = "cpu"
+    accelerator: Literal["cpu", "gpu", "cuda"] = "cpu"
     num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
 
 
@@ -81,6 +105,15 @@ class Config:
             raise ConfigError(f"dims: need positive dimensions, got {self.dims}")
         if not self.seeds:
             raise ConfigError("seeds: need at least one seed")
+        for name, values in (
+            ("methods", self.methods),
+            ("dims", self.dims),
+            ("seeds", self.seeds),
+            ("ae.dims", self.ae.dims),
+        ):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ConfigError(f"{name}: {repeated} listed more than once in {values}; each may appear once")
         extra = sorted(set(self.ae.dims) - set(self.dims))
         if extra:
             raise ConfigError(f"ae.dims {extra} are not in dims {self.dims}")
@@ -88,9 +121,57 @@ class Config:
             raise ConfigError(f"knn.folds must be at least 2, got {self.knn.folds}")
         if not 0 < self.ae.val_fraction < 1:
             raise ConfigError(f"ae.val_fraction must be in (0, 1), got {self.ae.val_fraction}")
+        self._validate_sizes()
+
+    def _validate_sizes(self) -> None:
+        """Values each fine alone but impossible together, given the dataset's standard splits."""
+        facts, name = FACTS[self.data.dataset], self.data.dataset
+        n_train = _subset_size("data.train_size", self.data.train_size, facts.n_train, facts.n_classes, name)
+        _subset_size("data.test_size", self.data.test_size, facts.n_test, facts.n_classes, name)
+        top = max(self.dims)
+        if top > facts.n_features:
+            raise ConfigError(f"dims: {top} exceeds the {facts.n_features} input dimensions of {name}")
+        need = self.knn.folds * facts.n_classes  # stratified folds: at least one image of each class per fold
+        if n_train < need:
+            raise ConfigError(
+                f"knn.folds={self.knn.folds} stratified folds over {facts.n_classes} classes need at least {need} "
+                f"training images, data.train_size gives {n_train}"
+            )
+        if "pca" in self.methods and top > n_train:
+            raise ConfigError(f"dims: PCA cannot find {top} components in {n_train} training images")
+        if "isomap" in self.methods:
+            n_fit = _subset_size("isomap.fit_size", self.isomap.fit_size, n_train, facts.n_classes, "the training set")
+            if self.isomap.n_neighbors >= n_fit:
+                raise ConfigError(
+                    f"isomap.n_neighbors={self.isomap.n_neighbors} must be below the {n_fit} images Isomap is fit on "
+                    "(isomap.fit_size, at most data.train_size)"
+                )
+            if top >= n_fit:
+                raise ConfigError(f"dims: Isomap cannot embed {n_fit} fit images in {top} dimensions (need fewer)")
+        if {"dae", "vae"} & set(self.methods):
+            tr, va = ae_split_sizes(n_train, self.ae.val_fraction)
+            if tr + va > n_train:
+                raise ConfigError(
+                    f"the autoencoders split the training images into {tr} for training and {va} for validation "
+                    f"(multiples of 100, ae.val_fraction={self.ae.val_fraction}): need at least {tr + va}, "
+                    f"data.train_size gives {n_train}"
+                )
 
     def dims_for(self, method: str) -> list[int]:
         """Dimensions a method runs at: every d for PCA/Isomap, ae.dims (or all) for the AEs."""
         if method in ("dae", "vae") and self.ae.dims:
             return sorted(self.ae.dims)
         return sorted(self.dims)
+
+
+def _subset_size(key: str, size: int | None, available: int, n_classes: int, of: str) -> int:
+    """How many rows a stratified subset of `size` (None: all) keeps out of `available`; a ConfigError
+    when the split cannot put every class on both sides."""
+    if size is None or size >= available:
+        return available
+    if size < n_classes or available - size < n_classes:
+        raise ConfigError(
+            f"{key}={size}: a stratified subset of the {available} images of {of} needs at least {n_classes} "
+            f"images (one per class) on each side; use {n_classes}..{available - n_classes}, or null (all)"
+        )
+    return size

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from papers.dim_reduction.config import DataConfig
+from papers.dim_reduction.config import FACTS, DataConfig
 from shared.data.bundled import load_digits_split
 from shared.data.cifar import HOW_TO_GET as CIFAR_HOW_TO_GET
 from shared.data.cifar import load_cifar10
@@ -26,6 +26,8 @@ HOW_TO_GET = {
     "--set data.data_dir=PATH, or use --set data.source=hf with a network.",
     "cifar10": CIFAR_HOW_TO_GET + " Pass it with --set data.data_dir=PATH, or use --set data.source=hf.",
 }
+# Class count of each dataset: labels outside 0..n-1 are a CorruptDataError at load time.
+N_CLASSES = {name: facts.n_classes for name, facts in FACTS.items()}
 # Pixel scale of each dataset: the paper divides by 255; digits are 0-16.
 PIXEL_MAX = {"digits": 16.0, "fashion_mnist": 255.0, "mnist": 255.0, "cifar10": 255.0}
 
@@ -58,7 +60,7 @@ def _load_raw(cfg: DataConfig) -> tuple[np.ndarray, ...]:
     if cfg.dataset == "digits":
         return load_digits_split()
     if cfg.source == "hf":
-        return load_hf_image_splits(cfg.hf_id, cfg.dataset, HOW_TO_GET[cfg.dataset])
+        return load_hf_image_splits(cfg.hf_id, cfg.dataset, HOW_TO_GET[cfg.dataset], N_CLASSES[cfg.dataset])
     folder = _data_dir(cfg)
     if not folder.is_dir():
         raise DatasetNotFoundError(f"{cfg.dataset}: folder {folder} does not exist. {HOW_TO_GET[cfg.dataset]}")
@@ -67,7 +69,7 @@ def _load_raw(cfg: DataConfig) -> tuple[np.ndarray, ...]:
             return load_cifar10(folder)
         except DatasetNotFoundError as exc:
             raise DatasetNotFoundError(f"{exc} {HOW_TO_GET['cifar10']}") from None
-    return load_idx_split(folder, HOW_TO_GET[cfg.dataset])
+    return load_idx_split(folder, HOW_TO_GET[cfg.dataset], N_CLASSES[cfg.dataset])
 
 
 def stratified_subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,7 @@ from papers.dim_reduction.knn import knn_score
 from papers.dim_reduction.report import write_report
 from shared.cli import begin, run_command
 from shared.config import to_dict
-from shared.data.errors import CorruptDataError, DatasetNotFoundError
+from shared.data.errors import DataError
 from shared.progress import get_logger, progress
 from shared.run import Run, content_hash
 from shared.seeding import seed_everything
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         curves = [run_seed(run, cfg, stages, seed) for seed in cfg.seeds]
-    except (DatasetNotFoundError, CorruptDataError) as exc:
+    except DataError as exc:  # missing or bad data: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with run.stage("report"):

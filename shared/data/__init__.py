@@ -1,5 +1,5 @@
 """Dataset readers: IDX (MNIST, Fashion-MNIST), CIFAR-10 python batches, scikit-learn's digits."""
 
-from shared.data.errors import CorruptDataError, DatasetNotFoundError
+from shared.data.errors import CorruptDataError, DataError, DatasetNotFoundError
 
-__all__ = ["CorruptDataError", "DatasetNotFoundError"]
+__all__ = ["CorruptDataError", "DataError", "DatasetNotFoundError"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.data.checks import check_counts, check_labels
 from shared.data.errors import CorruptDataError, DatasetNotFoundError
 
 _ALLOWED = {
@@ -23,6 +24,7 @@ _ALLOWED = {
     ("numpy._core.multiarray", "scalar"),
     ("_codecs", "encode"),
 }
+N_CLASSES = 10
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
 HOW_TO_GET = (
@@ -39,26 +41,28 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """One batch file: images as (n, 32, 32, 3) uint8 and labels as (n,) int64."""
+    """One batch file: images as (n, 32, 32, 3) uint8 and labels as (n,) int64 in 0..9."""
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(f"CIFAR-10 batch not found: {path}. {HOW_TO_GET}")
     try:
         obj = _RestrictedUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise CorruptDataError(f"{path}: not a CIFAR-10 python batch ({exc})") from exc
+    except Exception as exc:  # the unpickler runs no foreign code, so any failure means a damaged file
+        raise CorruptDataError(
+            f"{path}: not a CIFAR-10 python batch, truncated or damaged ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(obj, dict):
         raise CorruptDataError(f"{path}: expected a dict, found {type(obj).__name__}")
     data = obj.get(b"data", obj.get("data"))
     labels = obj.get(b"labels", obj.get("labels"))
     if data is None or labels is None:
         raise CorruptDataError(f"{path}: missing 'data' or 'labels' (keys: {list(obj)})")
-    data = np.asarray(data)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise CorruptDataError(f"{path}: data must be uint8 of shape (n, 3072), got {data.dtype} {data.shape}")
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.shape != (data.shape[0],):
-        raise CorruptDataError(f"{path}: {data.shape[0]} images but {labels.shape} labels")
+    if not isinstance(data, np.ndarray):
+        raise CorruptDataError(f"{path}: data must be a uint8 array of shape (n, 3072), found {type(data).__name__}")
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] == 0:
+        raise CorruptDataError(f"{path}: data must be uint8 of shape (n, 3072), n >= 1; got {data.dtype} {data.shape}")
+    labels = check_labels(labels, N_CLASSES, str(path))
+    check_counts(data.shape[0], labels.shape[0], str(path), str(path))
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return images, labels
 

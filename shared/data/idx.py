@@ -7,11 +7,13 @@ dimension, then the data. Anything that does not add up is a CorruptDataError na
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from shared.data.checks import check_counts, check_images, check_labels, check_same_shape
 from shared.data.errors import CorruptDataError, DatasetNotFoundError
 
 DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -45,7 +47,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         raise CorruptDataError(f"{name}: header declares {ndim} dimensions but the file ends at byte {len(raw)}")
     shape = tuple(int(v) for v in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(DTYPES[code])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # python ints: a forged header cannot overflow it
     actual = len(raw) - header
     if actual != expected:
         raise CorruptDataError(
@@ -67,8 +69,14 @@ def find_idx(folder: Path, stem: str) -> Path:
     raise DatasetNotFoundError(f"{stem}[.gz] not found in {folder}")
 
 
-def load_idx_split(folder: str | Path, how_to_get: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The four standard MNIST-style files of `folder`: (x_train, y_train, x_test, y_test)."""
+def load_idx_split(
+    folder: str | Path, how_to_get: str = "", n_classes: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four standard MNIST-style files of `folder`: (x_train, y_train, x_test, y_test).
+
+    Checked: images are (n, rows, cols) of finite pixels in 0..255, the same size in both splits;
+    labels are one integer in 0..n_classes-1 per image (MNIST and Fashion-MNIST have 10 classes).
+    """
     folder = Path(folder)
     try:
         paths = [
@@ -83,7 +91,11 @@ def load_idx_split(folder: str | Path, how_to_get: str = "") -> tuple[np.ndarray
     except DatasetNotFoundError as exc:
         raise DatasetNotFoundError(f"{exc}. {how_to_get}".strip()) from None
     x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)
-    for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
-        if x.shape[0] != y.shape[0]:
-            raise CorruptDataError(f"{folder}: {split} has {x.shape[0]} images but {y.shape[0]} labels")
+    for x, y, x_path, y_path in ((x_train, y_train, paths[0], paths[1]), (x_test, y_test, paths[2], paths[3])):
+        check_images(x, str(x_path))
+        if x.ndim != 3:
+            raise CorruptDataError(f"{x_path}: images must have shape (n, rows, cols), found {x.shape}")
+        check_counts(x.shape[0], y.shape[0], str(x_path), str(y_path))
+    y_train, y_test = (check_labels(y, n_classes, str(p)) for y, p in ((y_train, paths[1]), (y_test, paths[3])))
+    check_same_shape([x_train.shape[1:], x_test.shape[1:]], [str(paths[0]), str(paths[2])])
     return x_train, y_train, x_test, y_test

@@ -1,4 +1,9 @@
 import json
+import logging
+import re
+import struct
+
+import numpy as np
 
 from papers.dim_reduction.reproduce import main
 
@@ -29,6 +34,34 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     missing = ["--set", "data.dataset=fashion_mnist", "--set", "data.data_dir=/nope"]
     assert main(["--scale", "smoke", "--out", str(tmp_path), *missing]) == 2
     assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
+
+
+def write_idx(path, arr: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", n) for n in arr.shape)
+    path.write_bytes(header + arr.astype(">u1").tobytes())
+
+
+def test_bad_data_is_one_line_on_stderr_and_status_2(tmp_path, capsys, monkeypatch):
+    """A label out of range in the data files: one line naming file, fault and valid range; no traceback."""
+    # the log handler an earlier test installed writes to that test's (closed) stderr: start a fresh one
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [h for h in root.handlers if not getattr(h, "_shared", False)])
+    data = tmp_path / "fmnist"
+    data.mkdir()
+    labels = np.arange(20) % 10
+    labels[17] = 200
+    for split, n, y in (("train", 20, labels), ("t10k", 10, np.arange(10))):
+        write_idx(data / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28), np.uint8))
+        write_idx(data / f"{split}-labels-idx1-ubyte", y)
+    args = ["--scale", "smoke", "--out", str(tmp_path / "out"), "--set", "data.dataset=fashion_mnist"]
+    assert main([*args, "--set", f"data.data_dir={data}"]) == 2
+    err = capsys.readouterr().err
+    logged = re.compile(r"\d\d:\d\d:\d\d (INFO|WARNING) ")  # the run's own log lines ("run folder ...")
+    assert "Traceback" not in err and [line for line in err.splitlines() if not logged.match(line)] == [
+        f"error: {data / 'train-labels-idx1-ubyte'}: labels must be integers in 0..9, "
+        "found 200 at index 17 (1 out of range)"
+    ]
+    assert err.splitlines()[-1].startswith("error: ")  # the last word: nothing ran after it
 
 
 def test_dry_run_prints_the_resolved_config(tmp_path, capsys):
