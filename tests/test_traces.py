@@ -643,7 +643,8 @@ def test_malformed_manifest_names_the_file_and_key(sample_copy, case):
 def test_manifest_not_an_object_not_json_or_absent(sample_copy, tmp_path):
     path = sample_copy / "manifest.json"
     path.write_text("[1, 2]")
-    with pytest.raises(ManifestError, match=rf"^{re.escape(str(path))}: manifest key \(the top level\) is of type list"):
+    top = rf"^{re.escape(str(path))}: manifest key \(the top level\) is of type list"
+    with pytest.raises(ManifestError, match=top):
         load_dataset(sample_copy)
     path.write_text("{not json")
     with pytest.raises(ManifestError, match=rf"^{re.escape(str(path))}: not valid JSON"):
