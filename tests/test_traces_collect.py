@@ -67,8 +67,11 @@ def test_collection_end_to_end(small):
         for probe, n in counts.items():
             assert served - conns <= n <= served + conns, (block["id"], probe, counts, served)
         assert served - 2 * conns <= block["requests"] <= served
-    stats = {s.split: s for s in ds.stats()}
-    assert stats["test_ood_io"].length_mean > 1.2 * stats["test_id"].length_mean  # mod_dumpio logs every byte
+    # mod_dumpio logs every byte, so IO requests are longer. Medians: in global mode a request slowed by
+    # a busy machine also counts other threads' syscalls, and a few such outliers can swing a mean of 60
+    # (a loaded 2-core run: test_id mean 1067 with sd 1272 against IO's 894)
+    length = {s: np.median(ds.split(s).column("length").to_numpy()) for s in ("test_id", "test_ood_io")}
+    assert length["test_ood_io"] > 1.2 * length["test_id"], length
     assert leftovers(tracefs_root(), INSTANCE_PREFIX) == []
     state = json.loads((small / "raw" / "collector.json").read_text())
     assert len(state["pgids"]) >= 3, state  # mariadbd, php-fpm and apache at least
