@@ -19,6 +19,7 @@ from shared.metrics import auroc
 from shared.traces import SAMPLE_DIR, TraceError, load_dataset, parse_behaviours
 from shared.traces.behaviours import BEHAVIOURS, NOVELTIES, PAPER_SEVEN
 from shared.traces.elf import symbol_offset
+from shared.traces.errors import ManifestError, OptionError
 from shared.traces.events import SCHEMA, decode_capture
 from shared.traces.load import parse_wrk
 from shared.traces.ngram import NgramModel
@@ -92,7 +93,7 @@ def test_decoder_matches_the_kernels_own_text_rendering(capture):
 
 def test_decoder_output_schema_and_time_order(capture):
     table = decode_capture(capture)
-    assert table.schema == SCHEMA
+    assert table.schema == SCHEMA and table.num_rows > 1000
     assert np.all(np.diff(table.column("ts").to_numpy()) >= 0)
     assert set(table.column("comm").to_pylist()) >= {"apache2", "php-fpm8.2", "mariadbd"}
 
@@ -229,6 +230,7 @@ def test_cut_requests_global_rule_by_hand():
 def test_schedule_alternates_and_separates_splits():
     blocks = schedule(list(PAPER_SEVEN), rounds=4)
     behaviours = [b.behaviour for b in blocks]
+    assert len(behaviours) == 4 * 2 * len(NOVELTIES) and len(NOVELTIES) == 6  # per round: N, novelty, ...
     assert all(a == "normal" or b == "normal" for a, b in zip(behaviours, behaviours[1:], strict=False))
     by_split = {}
     for b in blocks:
@@ -239,7 +241,7 @@ def test_schedule_alternates_and_separates_splits():
     assert [b.split for b in normal].count("train") == 16
     assert {b.split for b in normal} == {"train", "valid_id", "test_id"}
     assert splits_of(blocks)[:4] == ["train", "valid_id", "test_id", "valid_ood_connection"]
-    with pytest.raises(TraceError, match="rounds must be >= 2"):
+    with pytest.raises(OptionError, match=r"rounds: 1 is out of range; valid: an integer 2 <= rounds <= 1000"):
         schedule(["normal", "cpu"], rounds=1)
 
 
@@ -320,7 +322,7 @@ def test_sample_sequences_agree_with_the_requests_table(sample):
     seqs = list(sample.sequences("valid_id"))
     assert [len(s["name"]) for s in seqs] == req["length"]
     first = seqs[0]
-    assert set(first["entry"]) <= {1, 2} and np.all(np.diff(first["ts"]) >= 0)
+    assert len(first["ts"]) > 1 and set(first["entry"]) <= {1, 2} and np.all(np.diff(first["ts"]) >= 0)
     assert req["begin_ns"][0] <= first["ts"][0] and first["ts"][-1] <= req["end_ns"][0]
     thread = next(sample.sequences("valid_id", mode="thread"))
     assert set(thread["tid"]) == {req["tid"][0]} and len(thread["name"]) < len(first["name"])
@@ -429,3 +431,284 @@ def test_readme_tables_match_the_sample_and_bench_results():
     from shared.traces.readme import update
 
     assert not update(write=False), "run: python -m shared.traces readme"
+
+
+# -- option ranges: checked before anything touches tracefs or starts a server -----------------------
+@pytest.fixture
+def untouchable(monkeypatch) -> list[str]:
+    """tracefs, the mount, the package check, the servers, the tracer and the dataset builder: each fails
+    the test if reached. Returns the names of those that were reached."""
+    from shared.traces import bench, collect, server, tracefs
+
+    reached: list[str] = []
+
+    def forbid(name: str):
+        def called(*_a, **_k):
+            reached.append(name)
+            raise AssertionError(f"{name} was reached")
+
+        return called
+
+    traps = [(tracefs, "tracefs_root"), (collect, "tracefs_root"), (bench, "tracefs_root"),
+             (collect, "check_installed"), (server, "check_installed"), (bench, "check_installed"),
+             (collect, "Stack"), (bench, "Stack"), (collect, "Tracer"), (collect, "build_dataset")]  # fmt: skip
+    for mod, name in traps:
+        monkeypatch.setattr(mod, name, forbid(f"{mod.__name__.rsplit('.', 1)[-1]}.{name}"))
+    monkeypatch.setattr(tracefs.subprocess, "run", forbid("mount"))
+    return reached
+
+
+BAD_OPTIONS = [
+    ("requests", 0), ("requests", 1_000_001), ("requests", 2.5), ("rounds", 1), ("rounds", 1001), ("seed", -1),
+    ("seed", 2**32), ("warmup", -1), ("threads", 0), ("connections", 0), ("connections", 1),  # < 2 threads
+    ("delay_ms", -1), ("delay_ms", 1501),  # 200 warm-up requests / 10 connections x 1.5 s > half of wrk's 60 s
+    ("buffer_kb", 0), ("boundaries", "sometimes"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("option,value", BAD_OPTIONS, ids=[f"{o}={v}" for o, v in BAD_OPTIONS])
+def test_collect_options_out_of_range_touch_nothing(tmp_path, untouchable, option, value):
+    from shared.traces.collect import CollectOptions, collect
+
+    out = tmp_path / "ds"
+    with pytest.raises(ValueError, match=rf"^{option}: {re.escape(repr(value))} is (out of range|unknown); valid: "):
+        CollectOptions(out=out, behaviours=["io"], **{option: value})
+    opts = CollectOptions(out=out, behaviours=["io"])
+    setattr(opts, option, value)  # changed after construction: collect checks again first
+    with pytest.raises(OptionError, match=rf"^{option}: "):
+        collect(opts)
+    assert untouchable == [] and not out.exists()
+
+
+def test_the_forbidden_entry_points_are_wired(tmp_path, untouchable):
+    """The control for the test above: a valid collection does reach tracefs (here, the trap)."""
+    from shared.traces.collect import CollectOptions, collect
+
+    with pytest.raises(AssertionError, match="collect.tracefs_root was reached"):
+        collect(CollectOptions(out=tmp_path / "ds", behaviours=["io"], delay_ms=1500))
+    assert untouchable == ["collect.tracefs_root"]
+
+
+def test_error_names_the_valid_range():
+    from shared.traces.collect import CollectOptions
+
+    with pytest.raises(OptionError) as info:
+        CollectOptions(out="x", delay_ms=5000)
+    msg = str(info.value)
+    assert msg.startswith("delay_ms: 5000 is out of range; valid: an integer 0 <= delay_ms <= 1500")
+    assert "20 paced requests per connection" in msg and isinstance(info.value, ValueError)
+    assert (info.value.option, info.value.value) == ("delay_ms", 5000)
+    CollectOptions(out="x", requests=10, warmup=0, connections=10, delay_ms=60_000 // 2)  # 1 request each: fits
+
+
+BAD_FLAGS = [
+    ("collect", "--requests", "0"), ("collect", "--rounds", "1"), ("collect", "--seed", "-1"),
+    ("collect", "--warmup", "-5"), ("collect", "--delay-ms", "-1"), ("collect", "--delay-ms", "100000"),
+    ("collect", "--connections", "0"), ("collect", "--boundaries", "sometimes"), ("bench", "--seconds", "0"),
+    ("bench", "--repeats", "0"), ("ctf", "--skip", "-1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command,flag,value", BAD_FLAGS, ids=[f"{c}{f}={v}" for c, f, v in BAD_FLAGS])
+def test_cli_rejects_out_of_range_options_first(tmp_path, capsys, untouchable, command, flag, value):
+    from shared.traces.__main__ import main
+
+    out = tmp_path / "out"
+    args = [command, str(tmp_path / "src"), "--out", str(out)] if command == "ctf" else [command, "--out", str(out)]
+    with pytest.raises(SystemExit) as info:
+        main([*args, flag, value])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("usage: python -m shared.traces " + command), err
+    shown = repr(int(value)) if value.lstrip("-").isdigit() else repr(value)
+    problem = "is unknown" if flag == "--boundaries" else "is out of range"
+    last = err.splitlines()[-1]
+    assert last.startswith(f"python -m shared.traces {command}: error: {flag} {shown} {problem}; valid: "), last
+    assert untouchable == [] and not out.exists()
+
+
+def test_load_server_bench_and_ctf_check_their_numbers(tmp_path, untouchable):
+    from shared.traces.bench import run_bench
+    from shared.traces.ctf import convert_ctf
+    from shared.traces.load import Load
+    from shared.traces.server import Stack
+
+    with pytest.raises(OptionError, match=r"^connections: 1 is out of range; valid: an integer 2 <= connections"):
+        Load(threads=2, connections=1)
+    with pytest.raises(OptionError, match=r"^max_seconds: 0 "):
+        Load(max_seconds=0)
+    with pytest.raises(OptionError, match=r"^seed: -3 "):
+        Stack(tmp_path, seed=-3)
+    with pytest.raises(OptionError, match=r"^repeats: 0 "):
+        run_bench(tmp_path / "b", repeats=0)
+    with pytest.raises(OptionError, match=r"^skip: -1 "):
+        convert_ctf(tmp_path, tmp_path / "c", skip=-1)
+    assert untouchable == [] and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+# -- collecting the root-only tests touches nothing --------------------------------------------------
+_COLLECT_ONLY = """
+import json, os, sys
+import pytest
+import shared.traces.server as server
+import shared.traces.tracefs as tracefs
+
+reached = []
+def trap(name):
+    def called(*_a, **_k):
+        reached.append(name)
+        raise RuntimeError(name + " reached while collecting")
+    return called
+
+os.geteuid = lambda: 0  # as root: a root-gated check at import would go on to the traps
+tracefs.tracefs_root = trap("tracefs_root")
+tracefs.subprocess.run = trap("subprocess.run")  # the mount
+server.check_installed = trap("check_installed")
+report = {}
+for path in sys.argv[1:]:
+    reached.clear()
+    rc = pytest.main(["--co", "-q", "-p", "no:cacheprovider", path])
+    report[path] = {"rc": int(rc), "reached": list(reached)}
+print("REPORT " + json.dumps(report))
+"""
+
+
+def test_collecting_the_tracefs_tests_touches_nothing(tmp_path):
+    """`pytest --co tests/test_traces_collect.py` (as root, even) neither mounts tracefs nor looks for the
+    servers; the control, a module that checks at import, is caught by the same traps."""
+    control = tmp_path / "test_checks_at_import.py"
+    control.write_text(
+        "from shared.traces.tracefs import tracefs_root\n"
+        "try:\n    tracefs_root()\nexcept RuntimeError:\n    pass\n"
+        "def test_nothing():\n    pass\n"
+    )
+    real = REPO / "tests" / "test_traces_collect.py"
+    proc = subprocess.run([sys.executable, "-c", _COLLECT_ONLY, str(control), str(real)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")), None)
+    assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(line.removeprefix("REPORT "))
+    assert report[str(control)] == {"rc": 0, "reached": ["tracefs_root"]}
+    assert report[str(real)]["reached"] == [] and report[str(real)]["rc"] == 0, proc.stdout[-2000:]
+    assert "test_collection_end_to_end" in proc.stdout and "test_collector_leaves_nothing_behind" in proc.stdout
+
+
+# -- malformed manifests -------------------------------------------------------------------------------
+@pytest.fixture
+def sample_copy(tmp_path) -> Path:
+    """The sample's manifest (a copy to break) beside links to its tables."""
+    copy = tmp_path / "ds"
+    copy.mkdir()
+    shutil.copy(SAMPLE_DIR / "manifest.json", copy / "manifest.json")
+    (copy / "requests.parquet").symlink_to(SAMPLE_DIR / "requests.parquet")
+    (copy / "events").symlink_to(SAMPLE_DIR / "events")
+    return copy
+
+
+def _break(copy: Path, change) -> Path:
+    path = copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+MALFORMED = {
+    "no splits": (lambda m: m.pop("splits"), "'splits' is missing; expected an object of split name"),
+    "splits a list": (lambda m: m.update(splits=["train"]), "'splits' is of type list; expected an object"),
+    "no splits at all": (lambda m: m.update(splits={}), "'splits' is empty"),
+    "split without blocks": (lambda m: m["splits"]["train"].pop("blocks"), "'splits.train.blocks' is missing"),
+    "no blocks": (lambda m: m.pop("blocks"), "'blocks' is missing; expected a list"),
+    "block without split": (lambda m: m["blocks"][3].pop("split"), r"'blocks\[3\].split' is missing"),
+    "block of no split": (lambda m: m["blocks"][0].update(split="nope"), r"'blocks\[0\].split' is 'nope', not one"),
+    "no host kernel": (lambda m: m["host"].pop("kernel"), "'host.kernel' is missing"),
+    "created a number": (lambda m: m.update(created=3), "'created' is of type int; expected a time string"),
+    "no files": (lambda m: m.pop("files"), "'files' is missing"),
+    "requests unlisted": (lambda m: m["files"].pop("requests.parquet"), "'files.requests.parquet' is missing"),
+    "size a string": (
+        lambda m: m["files"]["requests.parquet"].update(bytes="1"),
+        "'files.requests.parquet.bytes' is of type str; expected a size in bytes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_manifest_names_the_file_and_key(sample_copy, case):
+    change, message = MALFORMED[case]
+    path = _break(sample_copy, change)
+    for verify in (True, False):
+        with pytest.raises(ManifestError, match=rf"^{re.escape(str(path))}: manifest key {message}"):
+            load_dataset(sample_copy, verify=verify)
+
+
+def test_manifest_not_an_object_not_json_or_absent(sample_copy, tmp_path):
+    path = sample_copy / "manifest.json"
+    path.write_text("[1, 2]")
+    top = rf"^{re.escape(str(path))}: manifest key \(the top level\) is of type list"
+    with pytest.raises(ManifestError, match=top):
+        load_dataset(sample_copy)
+    path.write_text("{not json")
+    with pytest.raises(ManifestError, match=rf"^{re.escape(str(path))}: not valid JSON"):
+        load_dataset(sample_copy)
+    with pytest.raises(TraceError, match=rf"^{re.escape(str(tmp_path / 'gone'))}: no such dataset folder"):
+        load_dataset(tmp_path / "gone")
+
+
+def test_a_block_without_its_events_file_is_named(tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(SAMPLE_DIR, copy)
+    victim = sorted((copy / "events").glob("*.parquet"))[5]
+    victim.unlink()
+    message = rf"block '{victim.stem}' \(manifest key 'blocks\[5\]'\) has no {re.escape(str(victim))}"
+    with pytest.raises(ManifestError, match=message):
+        load_dataset(copy, verify=False)
+    with pytest.raises(TraceError, match=re.escape(str(victim))):
+        load_dataset(copy)
+
+
+# -- no import circles ------------------------------------------------------------------------------
+def _import_circles(base: Path, packages: list[str]) -> list[tuple[str, ...]]:
+    """Circles in the import graph of the modules under `packages` (every import, also those inside
+    functions; importing a.b.c counts as importing a.b too), as module-name cycles."""
+    import ast
+
+    mods = {}
+    for pkg in packages:
+        for path in (base / pkg.replace(".", "/")).rglob("*.py"):
+            if "tests" not in path.relative_to(base).parts:
+                mods[".".join(path.relative_to(base).with_suffix("").parts).removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for m, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            for name in names:
+                parts = name.split(".")
+                for i in range(2, len(parts) + 1):
+                    target = ".".join(parts[:i])
+                    if target in mods and target != m and not m.startswith(target + "."):
+                        graph[m].add(target)
+    circles, done = [], set()
+
+    def walk(node: str, trail: list[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in trail:
+                circles.append(tuple(trail[trail.index(nxt) :]))
+            elif nxt not in done:
+                walk(nxt, [*trail, nxt])
+        done.add(node)
+
+    for m in sorted(graph):
+        walk(m, [m])
+    return circles
+
+
+def test_no_import_circles_in_traces_and_its_papers(tmp_path):
+    packages = ["shared.traces", "papers.syscall_novelty", "papers.syscall_args", "papers.request_analysis"]
+    assert _import_circles(REPO, packages) == []
+    # the control: a two-file circle through a function-level import is found
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg.b import g\n")
+    (tmp_path / "pkg" / "b.py").write_text("def g():\n    from pkg import a\n")
+    assert _import_circles(tmp_path, ["pkg"]) == [("pkg.a", "pkg.b")]

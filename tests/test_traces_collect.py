@@ -1,5 +1,9 @@
 """shared.traces collection on this machine: needs root, tracefs and the web-stack packages
-(`make setup` as root installs them); skipped elsewhere with the reason."""
+(`make setup` as root installs them); skipped elsewhere with the reason.
+
+Importing (collecting) this module touches nothing: the root check, mounting tracefs and looking for
+the packages happen in the `collector_host` fixture, when the first test that needs them runs
+(tests/test_traces.py checks that `pytest --co` of this module never reaches them)."""
 
 from __future__ import annotations
 
@@ -18,25 +22,27 @@ from shared.traces import TraceError, load_dataset
 from shared.traces.collect import INSTANCE_PREFIX, CollectOptions, collect
 from shared.traces.events import equals
 from shared.traces.procs import group_members
+from shared.traces.schedule import schedule
 from shared.traces.server import check_installed
 from shared.traces.tracefs import leftovers, tracefs_root
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _why_not() -> str | None:
+pytestmark = [pytest.mark.tracefs, pytest.mark.slow]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collector_host() -> None:
+    """Skip every test here, with the reason, on a machine that cannot collect. It mounts tracefs when
+    absent, so it runs before this module's first test (before `small`: wider scope), never on import."""
     if os.geteuid() != 0:
-        return "needs root"
+        pytest.skip("needs root")
     try:
         tracefs_root()
         check_installed()
     except TraceError as exc:
-        return str(exc)
-    return None
-
-
-REASON = _why_not()
-pytestmark = [pytest.mark.tracefs, pytest.mark.slow, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +55,7 @@ def test_collection_end_to_end(small):
     ds = load_dataset(small)
     m = ds.manifest
     assert ds.splits == ["train", "valid_id", "test_id", "valid_ood_io", "test_ood_io"]
+    assert [b["id"] for b in m["blocks"]] == [b.id for b in schedule(["normal", "io"], 2)]  # 8 blocks, none lost
     assert m["flagged_blocks"] == [] and all(sum(b["lost_events"].values()) == 0 for b in m["blocks"])
     conns = m["collection"]["options"]["connections"]
     for block in m["blocks"]:
@@ -60,10 +67,14 @@ def test_collection_end_to_end(small):
         for probe, n in counts.items():
             assert served - conns <= n <= served + conns, (block["id"], probe, counts, served)
         assert served - 2 * conns <= block["requests"] <= served
-    stats = {s.split: s for s in ds.stats()}
-    assert stats["test_ood_io"].length_mean > 1.2 * stats["test_id"].length_mean  # mod_dumpio logs every byte
+    # mod_dumpio logs every byte, so IO requests are longer. Medians: in global mode a request slowed by
+    # a busy machine also counts other threads' syscalls, and a few such outliers can swing a mean of 60
+    # (a loaded 2-core run: test_id mean 1067 with sd 1272 against IO's 894)
+    length = {s: np.median(ds.split(s).column("length").to_numpy()) for s in ("test_id", "test_ood_io")}
+    assert length["test_ood_io"] > 1.2 * length["test_id"], length
     assert leftovers(tracefs_root(), INSTANCE_PREFIX) == []
     state = json.loads((small / "raw" / "collector.json").read_text())
+    assert len(state["pgids"]) >= 3, state  # mariadbd, php-fpm and apache at least
     assert not Path(state["work"]).exists() and all(group_members(g) == [] for g in state["pgids"])
 
 
@@ -129,6 +140,6 @@ def test_collector_leaves_nothing_behind(tmp_path, stop):
     assert not any(line.split()[0].split(":", 1)[-1].startswith(state["group"])
                    for line in (tracefs_root() / "uprobe_events").read_text().splitlines())  # fmt: skip
     assert not Path(state["work"]).exists()
-    assert all(group_members(pgid) == [] for pgid in state["pgids"]), state["pgids"]
+    assert len(state["pgids"]) >= 4 and all(group_members(pgid) == [] for pgid in state["pgids"]), state["pgids"]
     for name in ("wrk", "stress-ng", "apache2", "php-fpm8.2", "mariadbd"):
         assert subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 1, f"{name} still runs"

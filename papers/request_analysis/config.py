@@ -15,7 +15,8 @@ class DataConfig:
     source: str = "tables"
     dir: str | None = None
     traces: str | None = None
-    # "auto": the tables when they are present, else the traces sample
+    # no folder named and none at the default: analyse the traces only, the run marked degraded (not
+    # published); false makes that an error. A named folder that is missing is always an error.
     fallback_to_traces: bool = True
 
 

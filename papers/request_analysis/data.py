@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from papers.request_analysis.states import N_STATES
 ENV = "REQUEST_ANALYSIS_DATA_DIR"
 DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "data" / "request_analysis"
 KINDS = ("count", "times", "states", "syscalls")
+EXPECTED = "per group <id>: " + ", ".join(f"<id>_{k}.csv(.gz)" for k in KINDS)
 
 
 class DataError(ValueError):
@@ -52,11 +54,27 @@ class Requests:
 
 
 def data_dir(configured: str | None) -> Path | None:
-    """The authors' tables: the config value, else $REQUEST_ANALYSIS_DATA_DIR, else ../shared/data."""
-    for candidate in (configured, os.environ.get(ENV), DEFAULT):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
+    """The authors' tables: data.dir, else $REQUEST_ANALYSIS_DATA_DIR, else ../shared/data/request_analysis.
+    A folder named by the config or the environment must exist and hold the tables (DataError naming
+    it, never a silent fallback to another folder); None when neither names one and the default holds
+    none, so the caller can fall back to the traces and say so."""
+    for candidate, source in ((configured, "data.dir"), (os.environ.get(ENV), f"${ENV}")):
+        if not candidate:
+            continue
+        folder = Path(candidate)
+        if not folder.is_dir():
+            raise DataError(f"{source}={candidate}: no such folder; expected the authors' tables ({EXPECTED})")
+        if not groups_in(folder):
+            raise DataError(
+                f"{source}={candidate}: no <id>_count.csv(.gz) in it; expected the authors' tables ({EXPECTED})"
+            )
+        return folder
+    return DEFAULT if DEFAULT.is_dir() and groups_in(DEFAULT) else None
+
+
+def tables_not_found() -> str:
+    """Why a tables run fell back to the traces (its results are degraded: not the paper's analysis)."""
+    return f"the authors' tables were not found (data.dir and ${ENV} unset, none in {DEFAULT}): traces only"
 
 
 def _open(path: Path):
@@ -70,28 +88,35 @@ def _find(folder: Path, group: str, kind: str) -> Path:
     raise DataError(f"{folder}: group {group} has no {group}_{kind}.csv(.gz); each group needs {', '.join(KINDS)}")
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a plain or gzipped table; an unreadable file is a DataError naming it."""
+    try:
+        with _open(path) as fh:
+            yield from enumerate(fh, 1)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable text table ({type(exc).__name__}: {exc})") from exc
+
+
 def _numeric(path: Path) -> dict[str, np.ndarray]:
     rows = {}
-    with _open(path) as fh:
-        for line_no, line in enumerate(fh, 1):
-            parts = line.rstrip("\n").split(",")
-            if len(parts) != N_STATES + 2:
-                raise DataError(f"{path}:{line_no}: {len(parts)} fields; expected key, {N_STATES} states, duration")
-            try:
-                rows[parts[0]] = np.array(parts[1:], dtype=np.int64)
-            except ValueError as exc:
-                raise DataError(f"{path}:{line_no}: a non-integer value ({exc})") from exc
+    for line_no, line in _lines(path):
+        parts = line.rstrip("\n").split(",")
+        if len(parts) != N_STATES + 2:
+            raise DataError(f"{path}:{line_no}: {len(parts)} fields; expected key, {N_STATES} states, duration")
+        try:
+            rows[parts[0]] = np.array(parts[1:], dtype=np.int64)
+        except ValueError as exc:
+            raise DataError(f"{path}:{line_no}: a non-integer value ({exc})") from exc
     return rows
 
 
 def _keyed(path: Path) -> dict[str, str]:
     rows = {}
-    with _open(path) as fh:
-        for line_no, line in enumerate(fh, 1):
-            key, sep, value = line.rstrip("\n").partition(":")
-            if not sep:
-                raise DataError(f"{path}:{line_no}: no ':' after the request key")
-            rows[key] = value
+    for line_no, line in _lines(path):
+        key, sep, value = line.rstrip("\n").partition(":")
+        if not sep:
+            raise DataError(f"{path}:{line_no}: no ':' after the request key")
+        rows[key] = value
     return rows
 
 
@@ -100,6 +125,8 @@ def load_group(folder: Path, group: str) -> Requests:
     count, times = _numeric(paths["count"]), _numeric(paths["times"])
     states, syscalls = _keyed(paths["states"]), _keyed(paths["syscalls"])
     keys = list(count)
+    if not keys:
+        raise DataError(f"{paths['count']}: no rows; expected one line per request")
     for kind, table in (("times", times), ("states", states), ("syscalls", syscalls)):
         if set(table) != set(keys):
             diff = sorted(set(table) ^ set(keys))[:3]

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from papers.request_analysis.config import Config
-from papers.request_analysis.data import DataError, data_dir, load_tables
+from papers.request_analysis.data import ENV, EXPECTED, DataError, data_dir, load_tables, tables_not_found
 from papers.request_analysis.pipeline import analyse
 from papers.request_analysis.report import summarise, write_report
 from papers.request_analysis.traces import requests_from_traces
@@ -59,17 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(started, int):
         return started
     args, cfg, stages = started
+    try:  # before the run folder exists: a named folder that is not there writes nothing
+        folder = data_dir(cfg.data.dir) if cfg.data.source == "tables" else None
+        if cfg.data.source == "tables" and folder is None and not cfg.data.fallback_to_traces:
+            raise DataError(f"the authors' tables were not found: set data.dir or ${ENV} ({EXPECTED})")
+        if "traces" in stages and cfg.data.traces and not (Path(cfg.data.traces) / "manifest.json").is_file():
+            raise DataError(f"data.traces={cfg.data.traces}: no manifest.json there; expected a shared.traces dataset")
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     run = Run("request_analysis", args.scale, to_dict(cfg), [cfg.pipeline.seed], root=args.out, fresh=args.fresh)
     start = time.perf_counter()
     analyses: dict = {}
+    if cfg.data.source == "tables" and folder is None:
+        run.mark_degraded(tables_not_found())
     try:
-        folder = data_dir(cfg.data.dir) if cfg.data.source == "tables" else None
-        if cfg.data.source == "tables" and folder is None:
-            if not cfg.data.fallback_to_traces:
-                raise DataError("the authors' tables were not found: set data.dir or $REQUEST_ANALYSIS_DATA_DIR")
-            log.warning(
-                "the authors' tables are absent (data.dir, $REQUEST_ANALYSIS_DATA_DIR, ../shared/data): traces only"
-            )
         if folder is not None and "tables" in stages:
             with run.stage("tables"):
                 key = {

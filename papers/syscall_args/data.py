@@ -67,8 +67,15 @@ def _cut(stream: dict, vocab: Vocab, window: int) -> tuple[np.ndarray, list[np.n
     return x, names
 
 
-def load_windows(cfg: DataConfig, seed: int = 0) -> tuple[Vocab, dict[str, Windows], TraceDataset]:
-    ds = load_dataset(cfg.path or SAMPLE_DIR)
+def open_dataset(cfg: DataConfig) -> TraceDataset:
+    """data.path, or the shipped sample when it is null (the mini and smoke configs' choice)."""
+    return load_dataset(cfg.path or SAMPLE_DIR)
+
+
+def load_windows(
+    cfg: DataConfig, seed: int = 0, ds: TraceDataset | None = None
+) -> tuple[Vocab, dict[str, Windows], TraceDataset]:
+    ds = ds if ds is not None else open_dataset(cfg)
     missing = [s for s in SPLITS if s not in ds.splits]
     if missing:
         raise DataError(f"{ds.root}: missing split(s) {missing}; the dataset has {ds.splits}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from papers.syscall_args.config import EXPERIMENTS, SETTINGS, Config
-from papers.syscall_args.data import DataError, load_windows
+from papers.syscall_args.data import DataError, load_windows, open_dataset
 from papers.syscall_args.model import build_model
 from papers.syscall_args.report import write_report
 from papers.syscall_args.train import fit
@@ -64,11 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(started, int):
         return started
     args, cfg, stages = started
+    try:  # before the run folder exists: a dataset that is missing or malformed writes nothing
+        ds = open_dataset(cfg.data)
+    except TraceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     run = Run("syscall_args", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()
     try:
         with run.stage("data"):
-            vocab, windows, ds = load_windows(cfg.data)
+            vocab, windows, ds = load_windows(cfg.data, ds=ds)
     except (DataError, TraceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

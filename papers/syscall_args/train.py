@@ -8,8 +8,9 @@ validation accuracy every `eval_every` updates; stop after `patience` validation
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from torch import nn
 
 from papers.syscall_args.config import TrainConfig
 from papers.syscall_args.model import CALL
+from shared.io import atomic_write_json
 from shared.progress import bars_enabled
 from shared.traces.tokens import PAD
 
@@ -55,6 +57,17 @@ class LitModel(L.LightningModule):
         super().__init__()
         self.model, self.task, self.cfg, self.n_names = model, task, cfg, n_names
         self.g = torch.Generator().manual_seed(seed)
+        # training seconds of earlier sessions (from the checkpoint resumed) and this session's start
+        self.seconds_before, self.session_start = 0.0, time.perf_counter()
+
+    def train_seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.session_start
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CLOCK] = {"seconds": self.train_seconds()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.seconds_before = float(checkpoint.get(CLOCK, {}).get("seconds", 0.0))
 
     def _step(self, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         inp, y = inputs_targets(x.cpu(), self.task, self.cfg.mask_rate, self.n_names, g)
@@ -102,6 +115,10 @@ def accuracy(model: nn.Module, x: np.ndarray, task: str, cfg: TrainConfig, n_nam
     return correct / max(total, 1)
 
 
+CLOCK = "train_clock"  # checkpoint key: training seconds so far
+TRAINED = "trained.json"  # in the checkpoint folder: the finished training's measurements
+
+
 @dataclass
 class Fit:
     updates: int
@@ -111,10 +128,36 @@ class Fit:
     parameters: int
 
 
+def _finished(ckpt_dir: Path, identity: dict) -> dict | None:
+    """The finished training in `ckpt_dir` (updates, seconds, best_val_acc, best), if it is this one."""
+    try:
+        saved = json.loads((ckpt_dir / TRAINED).read_text())
+    except (OSError, ValueError):
+        return None
+    if saved.get("identity") != identity or (saved["best"] and not (ckpt_dir / saved["best"]).is_file()):
+        return None
+    return saved
+
+
 def fit(
     model: nn.Module, experiment: str, windows: dict, cfg: TrainConfig, n_names: int, seed: int, ckpt_dir: Path
 ) -> Fit:  # noqa: E501
+    """Train, then test the best validation checkpoint. A rerun after the training finished reads its
+    measurements (wall time included) and best weights back; one after an interruption resumes from
+    the last checkpoint, its clock included, so `seconds` is the whole training's either way."""
     task = experiment.split("_")[1]
+    identity = {"experiment": experiment, "seed": seed, "cfg": asdict(cfg), "n_names": n_names,
+                **{f"{s}_windows": len(w.x) for s, w in windows.items()}}  # fmt: skip
+    if (saved := _finished(ckpt_dir, identity)) is not None:
+        if saved["best"]:
+            state = torch.load(ckpt_dir / saved["best"], map_location="cpu", weights_only=True)["state_dict"]
+            LitModel(model, task, cfg, n_names, seed).load_state_dict(state)
+        model.to("cpu")
+        return Fit(
+            updates=saved["updates"], seconds=saved["seconds"], best_val_acc=saved["best_val_acc"],
+            test_acc=accuracy(model, windows["test_id"].x, task, cfg, n_names),
+            parameters=sum(p.numel() for p in model.parameters()),
+        )  # fmt: skip
     L.seed_everything(seed, workers=True, verbose=False)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -140,16 +183,21 @@ def fit(
     )  # fmt: skip
     lit = LitModel(model, task, cfg, n_names, seed)
     last = ckpt_dir / "last.ckpt"
-    start = time.perf_counter()
+    lit.session_start = time.perf_counter()
     trainer.fit(lit, loader, valid, ckpt_path=str(last) if last.is_file() else None)
-    seconds = time.perf_counter() - start
+    seconds = lit.train_seconds()
     if ckpt.best_model_path:
         lit.load_state_dict(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"])
     model.to("cpu")
+    best_val_acc = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
+    if trainer.is_global_zero:
+        best = Path(ckpt.best_model_path).name if ckpt.best_model_path else None
+        saved = {"updates": trainer.global_step, "seconds": seconds, "best_val_acc": best_val_acc, "best": best}
+        atomic_write_json(ckpt_dir / TRAINED, {"identity": identity, **saved})
     return Fit(
         updates=trainer.global_step,
         seconds=seconds,
-        best_val_acc=float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan"),
+        best_val_acc=best_val_acc,
         test_acc=accuracy(model, windows["test_id"].x, task, cfg, n_names),
         parameters=sum(p.numel() for p in model.parameters()),
     )

@@ -88,11 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(started, int):
         return started
     args, cfg, stages = started
+    try:  # before the run folder exists: a dataset that is missing or malformed writes nothing
+        ds = open_dataset(cfg.data)
+    except (DataError, TraceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     run = Run("syscall_novelty", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()
     try:
         with run.stage("data"):
-            ds = open_dataset(cfg.data)
             vocab, splits, novelties = load_splits(cfg.data, ds)
     except (DataError, TraceError) as exc:
         print(f"error: {exc}", file=sys.stderr)

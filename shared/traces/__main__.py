@@ -9,7 +9,7 @@ from pathlib import Path
 from shared.progress import setup_logging
 from shared.report import markdown_table
 from shared.traces.behaviours import BEHAVIOURS
-from shared.traces.errors import TraceError
+from shared.traces.errors import OptionError, TraceError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--behaviours", default="all", help=f"comma list of {', '.join(BEHAVIOURS)}, or all")
     c.add_argument("--requests", type=int, default=150, help="traced requests per block (default 150)")
     c.add_argument("--rounds", type=int, default=4, help="rounds of alternating blocks (>= 2; default 4)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="seeds the server's table contents (0 .. 2**32-1)")
     c.add_argument("--warmup", type=int, default=200, help="untraced requests before each block")
     c.add_argument("--delay-ms", type=int, default=10, help="pause per connection between requests")
-    c.add_argument("--connections", type=int, default=10)
+    c.add_argument("--connections", type=int, default=10, help="wrk connections (>= its 2 threads)")
     c.add_argument("--boundaries", default="auto", help="auto | uprobe | marker")
     c.add_argument("--no-sanity", action="store_true", help="skip the normal-vs-normal n-gram check")
     c.add_argument("--drop-raw", action="store_true", help="delete raw pages once decoded (no resume after)")
@@ -48,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
 
     args = parser.parse_args(argv)
+    try:
+        _check_options(args)
+    except OptionError as exc:
+        flag = "--" + exc.option.replace("_", "-")
+        sub.choices[args.command].error(f"{flag} {exc.value!r} {exc.problem}; valid: {exc.valid}")
+    except TraceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     setup_logging()
     try:
         return COMMANDS[args.command](args)
@@ -56,18 +64,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Every numeric option in range before a command touches anything (OptionError names the first
+    that is not); `collect` keeps the checked CollectOptions in args.options."""
+    from shared.traces.options import check, check_all
+
+    if args.command == "collect":
+        from shared.traces.behaviours import parse_behaviours
+        from shared.traces.collect import CollectOptions
+
+        args.options = CollectOptions(
+            out=args.out, behaviours=[b.name for b in parse_behaviours(args.behaviours)], requests=args.requests,
+            rounds=args.rounds, seed=args.seed, warmup=args.warmup, delay_ms=args.delay_ms,
+            connections=args.connections, boundaries=args.boundaries,
+        )  # fmt: skip
+    elif args.command == "bench":
+        check_all({"seconds": args.seconds, "repeats": args.repeats})
+    elif args.command == "ctf":
+        check("skip", args.skip)
+
+
 def _collect(args) -> int:
-    from shared.traces.behaviours import parse_behaviours
-    from shared.traces.collect import CollectOptions, Interrupted, collect
+    from shared.traces.collect import Interrupted, collect
     from shared.traces.sanity import sanity_check
 
-    behaviours = [b.name for b in parse_behaviours(args.behaviours)]
-    opts = CollectOptions(
-        out=args.out, behaviours=behaviours, requests=args.requests, rounds=args.rounds, seed=args.seed,
-        warmup=args.warmup, delay_ms=args.delay_ms, connections=args.connections, boundaries=args.boundaries,
-    )  # fmt: skip
     try:
-        out = collect(opts, drop_raw=args.drop_raw)
+        out = collect(args.options, drop_raw=args.drop_raw)
     except Interrupted as exc:
         print(f"collection {exc}; cleaned up. Rerun the same command to resume.", file=sys.stderr)
         return 130

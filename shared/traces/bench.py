@@ -28,6 +28,7 @@ from shared.traces.behaviours import BEHAVIOURS
 from shared.traces.collect import EVENTS, INSTANCE_PREFIX, UPROBES, signals_raise
 from shared.traces.events import FORMATS_FILE, TASKS_FILE, decode_capture
 from shared.traces.load import run_for
+from shared.traces.options import check_all
 from shared.traces.server import Stack, check_installed
 from shared.traces.tracefs import Tracer, tracefs_root
 
@@ -62,6 +63,7 @@ def parse_text_reference(path: Path) -> int:
 
 
 def run_bench(out: Path, seconds: int = 4, repeats: int = 3, keep_capture: bool = False) -> dict:
+    check_all({"seconds": seconds, "repeats": repeats})
     root = tracefs_root()
     check_installed()
     out = Path(out)

@@ -26,9 +26,10 @@ from shared.progress import progress
 from shared.traces import procs
 from shared.traces.behaviours import BEHAVIOURS, parse_behaviours
 from shared.traces.dataset import build_dataset
-from shared.traces.errors import TraceError
+from shared.traces.errors import OptionError, TraceError
 from shared.traces.events import FORMATS_FILE, TASKS_FILE
 from shared.traces.load import Load, run_load, run_stress
+from shared.traces.options import check_all, check_load
 from shared.traces.schedule import Block, schedule
 from shared.traces.server import APACHE, PHP_FPM, Stack, check_installed
 from shared.traces.tracefs import Tracer, Uprobe, tracefs_root
@@ -73,10 +74,15 @@ class CollectOptions:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self.behaviours = [b.name for b in parse_behaviours(["normal", *self.behaviours])]
+        self.validate()
+
+    def validate(self) -> None:
+        """Every option in range (OptionError, a ValueError, names the first that is not); `collect`
+        checks again before it touches anything, in case a field was changed after construction."""
         if self.boundaries not in BOUNDARIES:
-            raise TraceError(f"unknown boundaries {self.boundaries!r}; valid: {', '.join(BOUNDARIES)}")
-        if self.requests < 1:
-            raise TraceError(f"requests per block must be >= 1 (got {self.requests})")
+            raise OptionError("boundaries", self.boundaries, ", ".join(BOUNDARIES), "is unknown")
+        check_all({"rounds": self.rounds, "seed": self.seed, "buffer_kb": self.buffer_kb})
+        check_load(self.requests, self.warmup, self.threads, self.connections, self.delay_ms)
 
     def key(self) -> str:
         """What must match for a rerun to resume an existing output folder."""
@@ -112,6 +118,7 @@ def signals_raise() -> Iterator[None]:
 def collect(opts: CollectOptions, drop_raw: bool = False) -> Path:
     """Run every block not yet captured in opts.out, then build the dataset there. Needs root.
     `drop_raw` deletes the raw pages afterwards (a shippable dataset; no resume after that)."""
+    opts.validate()
     root = tracefs_root()
     check_installed()
     raw = opts.out / "raw"

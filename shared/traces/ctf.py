@@ -21,6 +21,7 @@ from shared.traces.behaviours import BEHAVIOURS
 from shared.traces.dataset import build_dataset
 from shared.traces.errors import TraceError
 from shared.traces.events import SCHEMA
+from shared.traces.options import check
 from shared.traces.schedule import Block
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ def behaviour_of(split: str) -> str:
 
 def convert_ctf(src: str | Path, out: str | Path, split: str | None = None, skip: int = 0) -> Path:
     """Convert one split folder (kernel/ + ust/), or a folder of split folders, into a dataset at `out`."""
+    check("skip", skip)
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise TraceError(f"{src}: not a folder")

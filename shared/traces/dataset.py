@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from shared.environment import cpu_model, git_commit
 from shared.io import atomic_write_bytes, atomic_write_json
 from shared.progress import progress
-from shared.traces.errors import TraceError
+from shared.traces.errors import ManifestError, TraceError
 from shared.traces.events import decode_capture, equals
 from shared.traces.requests import MODES, cut_requests, request_rows
 from shared.traces.schedule import Block, splits_of
@@ -177,18 +177,72 @@ class SplitStats:
     duration_ms_sd: float
 
 
+def _expect(path: Path, where: str, value: object, typ: type | tuple[type, ...], what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, typ):
+        got = "missing" if value is _MISSING else f"of type {type(value).__name__}"
+        raise ManifestError(f"{path}: manifest key {where} is {got}; expected {what} ({MANIFEST_HINT})")
+
+
+_MISSING = object()
+MANIFEST_HINT = "manifests are written by python -m shared.traces collect or ctf"
+
+
+def check_manifest(path: Path, manifest: object) -> None:
+    """The keys and types every reader relies on, and an events file per block; else ManifestError
+    naming the manifest and the first key that is missing or of the wrong type."""
+    _expect(path, "(the top level)", manifest, dict, "a JSON object")
+    assert isinstance(manifest, dict)
+    get = manifest.get
+    _expect(path, "'created'", get("created", _MISSING), str, "a time string")
+    host = get("host", _MISSING)
+    _expect(path, "'host'", host, dict, "an object with the kernel and cores")
+    _expect(path, "'host.kernel'", host.get("kernel", _MISSING), str, "the kernel release")
+    splits = get("splits", _MISSING)
+    _expect(path, "'splits'", splits, dict, "an object of split name -> {requests, blocks}")
+    if not splits:
+        raise ManifestError(f"{path}: manifest key 'splits' is empty; expected at least the train split")
+    for name, split in splits.items():
+        _expect(path, f"'splits.{name}'", split, dict, "an object with requests and blocks")
+        _expect(path, f"'splits.{name}.requests'", split.get("requests", _MISSING), int, "a request count")
+        _expect(path, f"'splits.{name}.blocks'", split.get("blocks", _MISSING), list, "a list of block ids")
+    blocks = get("blocks", _MISSING)
+    _expect(path, "'blocks'", blocks, list, "a list of capture blocks")
+    for i, block in enumerate(blocks):
+        _expect(path, f"'blocks[{i}]'", block, dict, "an object with id, behaviour and split")
+        for key in ("id", "behaviour", "split"):
+            _expect(path, f"'blocks[{i}].{key}'", block.get(key, _MISSING), str, "a string")
+        if block["split"] not in splits:
+            raise ManifestError(
+                f"{path}: manifest key 'blocks[{i}].split' is {block['split']!r}, not one of 'splits' "
+                f"({', '.join(splits)})"
+            )
+        events = path.parent / EVENTS_DIR / f"{block['id']}.parquet"
+        if not events.is_file():
+            raise ManifestError(f"{path}: block {block['id']!r} (manifest key 'blocks[{i}]') has no {events}")
+    files = get("files", _MISSING)
+    _expect(path, "'files'", files, dict, "an object of file -> {sha256, bytes}")
+    _expect(path, f"'files.{REQUESTS}'", files.get(REQUESTS, _MISSING), dict, "the requests table's sha256, bytes")
+    for rel, meta in files.items():
+        _expect(path, f"'files.{rel}'", meta, dict, "an object with sha256 and bytes")
+        _expect(path, f"'files.{rel}.sha256'", meta.get("sha256", _MISSING), str, "a hex digest")
+        _expect(path, f"'files.{rel}.bytes'", meta.get("bytes", _MISSING), int, "a size in bytes")
+
+
 class TraceDataset:
     """A collected dataset: requests per split, and each request's event sequence."""
 
     def __init__(self, root: str | Path, verify: bool = True):
         self.root = Path(root)
         path = self.root / MANIFEST
+        if not self.root.is_dir():
+            raise TraceError(f"{self.root}: no such dataset folder (a trace dataset folder holds {MANIFEST})")
         if not path.is_file():
             raise TraceError(f"{path}: no manifest; a trace dataset folder holds {MANIFEST}, {REQUESTS}, {EVENTS_DIR}/")
         try:
             self.manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise TraceError(f"{path}: not valid JSON ({exc})") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+        check_manifest(path, self.manifest)
         if verify:
             self.verify()
         self.requests = read_parquet(self.root / REQUESTS)

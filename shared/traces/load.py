@@ -12,6 +12,7 @@ from pathlib import Path
 
 from shared.traces import procs
 from shared.traces.errors import TraceError
+from shared.traces.options import check
 
 LUA = Path(__file__).with_name("load.lua")
 
@@ -25,6 +26,13 @@ class Load:
     connections: int = 10
     delay_ms: int = 10
     max_seconds: int = 60
+
+    def __post_init__(self) -> None:
+        check("requests", self.requests, low=0)  # 0: no count, run_for's fixed-time load
+        check("threads", self.threads)
+        check("connections", self.connections, low=self.threads, why="wrk needs a connection per thread")
+        check("delay_ms", self.delay_ms)
+        check("max_seconds", self.max_seconds)
 
     def command(self, url: str) -> list[str]:
         return ["wrk", f"-t{self.threads}", f"-c{self.connections}", f"-d{self.max_seconds}s", "-s", str(LUA), url]

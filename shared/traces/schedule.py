@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.traces.errors import TraceError
+from shared.traces.options import check
 
 NORMAL_CYCLE = ("train", "train", "valid_id", "train", "train", "test_id")
 MIN_NORMAL_PER_ROUND = 3
@@ -31,8 +31,7 @@ class Block:
 
 def schedule(behaviours: list[str], rounds: int) -> list[Block]:
     """The ordered blocks of a collection: each round interleaves normal blocks with each novelty."""
-    if rounds < 2:
-        raise TraceError(f"rounds must be >= 2 (got {rounds}): novelties need a valid and a test block each")
+    check("rounds", rounds)
     novelties = [b for b in behaviours if b != "normal"]
     blocks: list[Block] = []
     normal = 0

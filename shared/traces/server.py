@@ -20,6 +20,7 @@ from pathlib import Path
 from shared.traces import procs
 from shared.traces.behaviours import BEHAVIOURS, Behaviour
 from shared.traces.errors import TraceError
+from shared.traces.options import check
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class Stack:
     """Apache + php-fpm + MariaDB in `work`, reconfigured per behaviour by restarting what changes."""
 
     def __init__(self, work: Path, seed: int = 0):
+        check("seed", seed)
         self.work = work
         self.seed = seed
         self.ports = Ports()

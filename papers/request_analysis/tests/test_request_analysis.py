@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import gzip
+import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from papers.request_analysis.data import DEFAULT, DataError, load_group, load_tables
+from papers.request_analysis import data as data_module
+from papers.request_analysis.data import DEFAULT, ENV, DataError, data_dir, load_group, load_tables, tables_not_found
 from papers.request_analysis.pipeline import analyse, cluster_outliers, outliers
 from papers.request_analysis.states import CODE, HEADER, N_STATES
 from papers.request_analysis.traces import S, Timeline, requests_from_traces, thread_states
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample"
+REAL_RESULTS = Path(__file__).resolve().parents[1] / "results" / "mini" / "results.json"
 
 
 def _write_group(folder: Path, gid: str = "7", rows: int = 3, gz: bool = True) -> None:
@@ -120,3 +125,101 @@ def test_the_papers_numbers_on_the_authors_tables():
     assert len(req) == 45413
     a = analyse(req, 5.0, 25, 100, 3)
     assert a.dropped == 2 and a.outlier.sum() == 157 and np.bincount(a.cluster).tolist() == [116, 36, 5]
+
+
+# -- where the tables come from ---------------------------------------------------------------------
+def test_a_named_tables_folder_must_exist_and_hold_tables(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    missing = tmp_path / "nonexistent"
+    with pytest.raises(DataError, match=f"data.dir={re.escape(str(missing))}: no such folder; expected"):
+        data_dir(str(missing))
+    monkeypatch.setenv(ENV, str(tmp_path))  # exists, but holds no tables
+    with pytest.raises(DataError, match=rf"\${ENV}={re.escape(str(tmp_path))}: no <id>_count.csv"):
+        data_dir(None)
+    _write_group(tmp_path)
+    assert data_dir(None) == tmp_path
+    # data.dir wins over the environment, and is never silently replaced by it
+    with pytest.raises(DataError, match="data.dir="):
+        data_dir(str(missing))
+
+
+def test_nothing_named_and_no_default_is_none(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(data_module, "DEFAULT", tmp_path / "absent")
+    assert data_dir(None) is None
+    (tmp_path / "absent").mkdir()  # the default folder without tables is not "found" either
+    assert data_dir(None) is None
+    _write_group(tmp_path / "absent")
+    assert data_dir(None) == tmp_path / "absent"
+
+
+def test_unreadable_or_empty_tables_are_named(tmp_path):
+    _write_group(tmp_path, gz=True)
+    (tmp_path / "7_times.csv.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match=r"7_times.csv.gz: not a readable text table"):
+        load_group(tmp_path, "7")
+    _write_group(tmp_path, gz=False, gid="8")
+    for kind in ("count", "times", "states", "syscalls"):
+        (tmp_path / f"8_{kind}.csv").write_text("")
+    with pytest.raises(DataError, match=r"8_count.csv: no rows"):
+        load_group(tmp_path, "8")
+
+
+def _reproduce(argv: list[str]) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from papers.request_analysis import reproduce
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = reproduce.main(argv)
+    return rc, err.getvalue()
+
+
+@pytest.mark.parametrize("how", ["data.dir", "env"])
+def test_reproduce_with_a_missing_named_folder_exits_2_writing_nothing(tmp_path, monkeypatch, how):
+    monkeypatch.delenv(ENV, raising=False)
+    argv = ["--scale", "mini", "--out", str(tmp_path / "runs")]
+    if how == "env":
+        monkeypatch.setenv(ENV, "/nonexistent")
+    else:
+        argv += ["--set", "data.dir=/nonexistent"]
+    rc, err = _reproduce(argv)
+    name = "data.dir" if how == "data.dir" else f"${ENV}"
+    assert rc == 2 and err.startswith(f"error: {name}=/nonexistent: no such folder") and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def paper_copy(tmp_path, monkeypatch) -> Path:
+    """A temporary copy of the paper's configs, paper.yaml and committed results that reproduce.main
+    uses instead of the real folder, so no test can touch the committed files."""
+    from papers.request_analysis import reproduce
+
+    copy = tmp_path / "request_analysis"
+    for name in ("configs", "results"):
+        shutil.copytree(reproduce.PAPER_DIR / name, copy / name)
+    shutil.copy(reproduce.PAPER_DIR / "paper.yaml", copy / "paper.yaml")
+    monkeypatch.setattr(reproduce, "PAPER_DIR", copy)
+    return copy
+
+
+@pytest.mark.slow
+def test_no_tables_found_is_a_degraded_run_that_is_not_published(tmp_path, monkeypatch, paper_copy):
+    """A new user's mini run (no tables anywhere): the traces analysis runs, results.json says why it is
+    degraded, and --publish leaves the committed results (tables measured) as they were."""
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(data_module, "DEFAULT", tmp_path / "no-tables")
+    committed = paper_copy / "results" / "mini" / "results.json"
+    real = REAL_RESULTS.read_bytes()
+    before = committed.read_bytes()
+    assert json.loads(before)["targets"], "the committed results measured targets"
+    rc, err = _reproduce(["--scale", "mini", "--out", str(tmp_path / "runs"), "--publish"])
+    assert rc == 3 and "not published" in err and "degraded: the authors' tables were not found" in err, err
+    (results_path,) = (tmp_path / "runs").glob("request_analysis/mini/*/results.json")
+    results = json.loads(results_path.read_text())
+    assert results["degraded"] == [tables_not_found()] and str(tmp_path / "no-tables") in results["degraded"][0]
+    verdicts = {t["name"]: t["verdict"] for t in results["targets"]}
+    assert verdicts and any(v != "not run" for v in verdicts.values())  # the traces analysis did run
+    assert committed.read_bytes() == before and REAL_RESULTS.read_bytes() == real

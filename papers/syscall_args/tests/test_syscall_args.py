@@ -9,7 +9,7 @@ import torch
 from papers.syscall_args.config import SETTINGS, DataConfig, EmbeddingConfig, ModelConfig, TrainConfig
 from papers.syscall_args.data import COLUMNS, load_windows
 from papers.syscall_args.model import CALL, build_model
-from papers.syscall_args.train import IGNORE, accuracy, fit, mask_batch
+from papers.syscall_args.train import CLOCK, IGNORE, TRAINED, accuracy, fit, mask_batch
 from shared.seeding import seed_everything
 from shared.traces.tokens import PAD
 
@@ -82,6 +82,31 @@ def test_same_seed_same_accuracy(tmp_path):
     assert run(0, "a") == run(0, "b")
 
 
+@pytest.mark.slow
+def test_a_resumed_fit_reports_the_original_training_time(tmp_path):
+    """A rerun with the checkpoints present (stopped after training) reports the first run's wall time
+    and accuracy; without the finished record it resumes from the last checkpoint, clock included."""
+    vocab, windows, _ = load_windows(DataConfig(window=32, max_train=64, max_eval=16))
+    cfg = TrainConfig(batch_size={"lm": 16, "mlm": 16}, eval_every={"lm": 2, "mlm": 2},
+                      max_updates={"lstm_lm": 4}, accelerator="cpu", num_threads=1)  # fmt: skip
+    tiny = ModelConfig(lstm_hidden=8, lstm_layers=1)
+
+    def run():
+        seed_everything(0)
+        model = build_model("lstm_lm", SETTINGS["all"], EmbeddingConfig(), tiny, len(vocab.names), len(vocab.procs))
+        return fit(model, "lstm_lm", windows, cfg, len(vocab.names), 0, tmp_path / "ckpt")
+
+    first = run()
+    assert first.updates == 4 and first.seconds > 0
+    assert run() == first
+    (tmp_path / "ckpt" / TRAINED).unlink()
+    clock = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)[CLOCK]
+    assert 0 < clock["seconds"] <= first.seconds
+    resumed = run()
+    assert resumed.updates == first.updates and resumed.seconds >= clock["seconds"]
+    assert resumed.test_acc == first.test_acc
+
+
 def test_accuracy_of_a_perfect_lm_is_one():
     class Echo(torch.nn.Module):  # predicts the next name from a sequence whose names count up
         def __init__(self):
@@ -95,3 +120,27 @@ def test_accuracy_of_a_perfect_lm_is_one():
     x = np.zeros((3, 8, len(COLUMNS)), dtype=np.int64)
     x[..., CALL] = np.arange(5, 13)
     assert accuracy(Echo(), x, "lm", TrainConfig(), 20) == 1.0
+
+
+@pytest.mark.parametrize("problem", ["no splits", "missing folder"])
+def test_a_malformed_or_missing_dataset_is_one_line_exit_2(tmp_path, capsys, problem):
+    import json
+
+    from papers.syscall_args.reproduce import main
+    from shared.traces import SAMPLE_DIR
+
+    ds = tmp_path / "ds"
+    if problem == "no splits":
+        ds.mkdir()
+        manifest = json.loads((SAMPLE_DIR / "manifest.json").read_text())
+        del manifest["splits"]
+        (ds / "manifest.json").write_text(json.dumps(manifest))
+        for name in ("requests.parquet", "events"):
+            (ds / name).symlink_to(SAMPLE_DIR / name)
+        expected = f"error: {ds / 'manifest.json'}: manifest key 'splits' is missing"
+    else:
+        expected = f"error: {ds}: no such dataset folder"
+    rc = main(["--scale", "smoke", "--set", f"data.path={ds}", "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(expected) and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()

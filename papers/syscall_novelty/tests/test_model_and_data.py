@@ -141,3 +141,27 @@ def test_missing_split_is_named():
         check_splits(ds, ["cpu"])
     with pytest.raises(DataError, match=r"missing split\(s\) \['train'\]"):
         check_splits(_FakeDataset(["valid_id", "test_id"]), [])
+
+
+@pytest.mark.parametrize("problem", ["no splits", "missing folder"])
+def test_a_malformed_or_missing_dataset_is_one_line_exit_2(tmp_path, capsys, problem):
+    import json
+
+    from papers.syscall_novelty.reproduce import main
+    from shared.traces import SAMPLE_DIR
+
+    ds = tmp_path / "ds"
+    if problem == "no splits":
+        ds.mkdir()
+        manifest = json.loads((SAMPLE_DIR / "manifest.json").read_text())
+        del manifest["splits"]
+        (ds / "manifest.json").write_text(json.dumps(manifest))
+        for name in ("requests.parquet", "events"):
+            (ds / name).symlink_to(SAMPLE_DIR / name)
+        expected = f"error: {ds / 'manifest.json'}: manifest key 'splits' is missing"
+    else:
+        expected = f"error: {ds}: no such dataset folder"
+    rc = main(["--scale", "smoke", "--set", f"data.path={ds}", "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(expected) and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
