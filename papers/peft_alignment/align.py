@@ -4,6 +4,15 @@ adapter (peft, bitsandbytes), with the paper's Table 6 recipe.
 SFT trains on the chosen responses (loss on the completion only); DPO on (prompt, chosen, rejected)
 with `ref_model=None`, so the reference is the same network with the adapter disabled. QLoRA loads the
 base in 4-bit NF4 (bitsandbytes `Linear4bit`) and prepares it with `prepare_model_for_kbit_training`.
+
+bitsandbytes has two CPU paths for a 4-bit layer. A training-mode forward, or one whose input needs gradients,
+dequantizes the NF4 weight to the compute dtype and multiplies (the "dequant" path). On a CPU with AVX512-BF16,
+a layer's first eval-mode forward without gradients instead repacks its weight for a bfloat16 kernel (the
+"packed" path, `bitsandbytes.functional._convert_weight_packed_for_cpu`), for good: the packed kernel has no
+backward, so `train` refuses a model that has been evaluated that way. The packed layout holds only layers
+whose out_features are a multiple of 32 and whose in_features are a multiple of the quantization blocksize
+(64); on any other layer bitsandbytes crashes (`shape '[32, 0]' is invalid`, `N must be divisible by
+block_n`), so `load_base` keeps such layers on the dequant path (`fit_packed_cpu_path`). They stay 4-bit NF4.
 """
 
 from __future__ import annotations
@@ -19,6 +28,48 @@ from shared.progress import get_logger
 from shared.seeding import seed_everything
 
 log = get_logger(__name__)
+PACKED_ROWS = 32  # the packed CPU layout groups output rows in blocks of 32 (bitsandbytes' block_n)
+
+
+def packed_cpu_misfit(out_features: int, in_features: int, blocksize: int = 64) -> str:
+    """Why bitsandbytes' packed CPU layout cannot hold a 4-bit layer of this shape ('' when it can)."""
+    why = [f"out_features {out_features} is not a multiple of {PACKED_ROWS}"] if out_features % PACKED_ROWS else []
+    if in_features % blocksize:
+        why.append(f"in_features {in_features} is not a multiple of the blocksize {blocksize}")
+    return "; ".join(why)
+
+
+def fit_packed_cpu_path(model) -> list[str]:
+    """Keep the 4-bit layers the packed CPU path cannot hold on the dequant path; returns 'name: why' for each.
+
+    bitsandbytes decides per layer, when the layer is built, from `has_avx512bf16()`
+    (`Linear4bit.support_avx512bf16_for_cpu`); where that is off (other CPUs, other bitsandbytes versions)
+    this changes nothing."""
+    import bitsandbytes as bnb
+
+    kept = []
+    for name, layer in model.named_modules():
+        if isinstance(layer, bnb.nn.Linear4bit) and getattr(layer, "support_avx512bf16_for_cpu", False):
+            why = packed_cpu_misfit(layer.out_features, layer.in_features, layer.weight.blocksize)
+            if why:
+                layer.support_avx512bf16_for_cpu = False
+                kept.append(f"{name}: {why}")
+    if kept:
+        log.info(
+            "%d 4-bit layers stay on the dequant CPU path (shapes the packed layout cannot hold): %s",
+            len(kept),
+            kept[:3],
+        )
+    return kept
+
+
+def packed_for_cpu_inference(model) -> list[str]:
+    """The 4-bit layers an eval-mode forward has switched to the packed CPU layout."""
+    return [
+        name
+        for name, m in model.named_modules()
+        if getattr(getattr(getattr(m, "weight", None), "quant_state", None), "packing_format_for_cpu", False)
+    ]
 
 
 def load_base(path: str, adapter: str, quant: QuantConfig, device: str = "cpu", dtype: str = "float32"):
@@ -42,6 +93,7 @@ def load_base(path: str, adapter: str, quant: QuantConfig, device: str = "cpu", 
     model = AutoModelForCausalLM.from_pretrained(
         path, quantization_config=bnb, device_map=device, dtype=getattr(torch, quant.compute_dtype)
     )
+    fit_packed_cpu_path(model)
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
@@ -94,6 +146,12 @@ def train(
 
     from papers.peft_alignment.data import sft_examples
 
+    packed = packed_for_cpu_inference(model)
+    if packed:
+        raise ValueError(
+            f"train: {len(packed)} 4-bit layers (first {packed[0]}) were repacked for CPU inference by an eval-mode "
+            "forward; bitsandbytes cannot train through them. Load a fresh base (load_base) to train."
+        )
     seed_everything(seed)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Paged optimizers are not supported on CPU.*")
@@ -141,6 +199,17 @@ def train(
     peft_model.eval()
     log.info("%s: %d steps in %.1f s, loss %s", method, m.steps, seconds, [round(x, 3) for x in info["loss"]])
     return peft_model, info
+
+
+def save_adapter(model, directory: str | Path) -> None:
+    """Save the adapter's weights only (what `save_pretrained` writes), without reading the whole state dict:
+    bitsandbytes 0.50's `Linear4bit.state_dict()` unpacks a packed layer but leaves its block scales in the
+    packed order and in bfloat16, so every later output of a layer whose in_features span more than one
+    block is wrong (an evaluated QLoRA model saved afterwards would then evaluate differently; tested)."""
+    adapter = {name: p.detach() for name, p in model.named_parameters() if "lora_" in name}
+    if not adapter:
+        raise ValueError("save_adapter: the model has no LoRA weights (was it trained with a peft_config?)")
+    model.save_pretrained(str(directory), state_dict=adapter)
 
 
 def load_adapter(base_path: str, adapter_dir: str | Path, adapter: str, quant: QuantConfig, device: str = "cpu"):

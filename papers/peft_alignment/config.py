@@ -147,6 +147,7 @@ class HubConfig:
     mmlu: str = "cais/mmlu"
     bbh: str = "lukaemon/bbh"
     alpaca_eval: str = "tatsu-lab/alpaca_eval"
+    alpaca_eval_file: str = "alpaca_eval.json"  # read as plain JSON: the repository's loading script never runs
     rtp: str = "allenai/real-toxicity-prompts"
     toxicity_model: str = "nicholasKluge/ToxicityModel"
     dangerousqa_file: str = ""  # Red-Instruct's harmful_questions/dangerousqa.json (a local copy)

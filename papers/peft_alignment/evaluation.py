@@ -69,7 +69,7 @@ class EvalSets:
     toxicity: list[str]
     harmful: list[dict]  # {prompt, action, seen_category}
     benign: list[str]
-    toxicity_model: str = ""  # full scale: a reward model scores toxicity (hub.ToxicityReward), not the lexicon
+    toxicity_model: str = ""  # full scale: a reward model scores toxicity (ToxicityReward), not the lexicon
 
 
 def cloze_questions(paragraphs: Sequence[str], n: int, seed: int, n_options: int = 4) -> list[MCQuestion]:
@@ -197,8 +197,6 @@ def evaluate(model, tokenizer, sets: EvalSets, cfg: EvalConfig) -> dict:
         )
     out["helpfulness"] = win_rate(helpful, [h["action"] for h in sets.helpful])
     if sets.toxicity_model:
-        from papers.peft_alignment.hub import ToxicityReward
-
         reward = ToxicityReward(sets.toxicity_model, str(model.device))
         out["toxicity"] = float(np.mean(reward(list(sets.toxicity), toxic)))
     else:
@@ -216,3 +214,32 @@ def evaluate(model, tokenizer, sets: EvalSets, cfg: EvalConfig) -> dict:
         "harmful": [sets.harmful[0]["prompt"], harmful[0]],
     }
     return out
+
+
+class ToxicityReward:
+    """The full scale's toxicity scorer, nicholasKluge/ToxicityModel: a reward model whose logit is higher for
+    less toxic text (the paper's RealToxicity score is its mean over the prompts' continuations)."""
+
+    def __init__(self, model_id: str, device: str = "cuda") -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(model_id)
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_id).to(device).eval()
+        self.device = device
+
+    def __call__(self, prompts: list[str], replies: list[str], batch_size: int = 32) -> list[float]:
+        import torch
+
+        out: list[float] = []
+        with torch.inference_mode():
+            for i in range(0, len(replies), batch_size):
+                enc = self.tok(
+                    prompts[i : i + batch_size],
+                    replies[i : i + batch_size],
+                    truncation=True,
+                    max_length=512,
+                    padding=True,
+                    return_tensors="pt",
+                ).to(self.device)
+                out += self.model(**enc).logits[:, 0].float().cpu().tolist()
+        return out

@@ -155,7 +155,7 @@ def run_align_job(
         info["n_pairs"] = len(pairs)
 
         with atomic_dir(adir) as tmp:
-            model.save_pretrained(str(tmp))
+            align.save_adapter(model, tmp)
             (tmp / "train.json").write_text(json.dumps(info))
     scores = evaluate(model, tok, sets, cfg.eval)
     log.info("%s: overall %.3f", job.name, scores["overall"])

@@ -1,9 +1,11 @@
 """The full scale's loaders: the paper's models, alignment datasets and benchmarks from the Hugging Face Hub.
 
 This needs the network and GPUs; it cannot run here, where the Hub is offline. The row converters it uses
-(data.parse_hh, data.beavertails_splits, mmlu_question, bbh_task) are pure functions tested on hand-made
-rows in the released formats. Where the paper's judge cannot be used (AlpacaEval's GPT-4 annotator, the
-chain-of-utterance prompting of Red-Instruct), the local scorer stands in, as the README says.
+(data.parse_hh, data.beavertails_splits, mmlu_question, bbh_task, alpaca_eval_rows) are pure functions tested
+on hand-made rows in the released formats. No dataset's own loading code runs (no `trust_remote_code`):
+AlpacaEval, whose Hub repository is a loading script, is read from the JSON file that script reads. Where
+the paper's judge cannot be used (AlpacaEval's GPT-4 annotator, the chain-of-utterance prompting of
+Red-Instruct), the local scorer stands in, as the README says.
 """
 
 from __future__ import annotations
@@ -73,6 +75,27 @@ def bbh_task(row: dict) -> dict:
     return {"prompt": row["input"], "kind": "exact", "answer": row["target"].strip()}
 
 
+def alpaca_eval_rows(rows: list[dict]) -> list[dict]:
+    """AlpacaEval's instructions ({instruction, output, generator, dataset} rows) as helpfulness prompts; the
+    instruction is also the request the local scorer checks the reply against."""
+    bad = [i for i, r in enumerate(rows) if not isinstance(r, dict) or not r.get("instruction")]
+    if not rows or bad:
+        raise ValueError(
+            f"AlpacaEval: expected a non-empty JSON list of {{instruction, output, generator, dataset}} rows; "
+            f"got {len(rows)} rows, without an instruction at {bad[:5]}"
+        )
+    return [{"prompt": r["instruction"], "action": r["instruction"]} for r in rows]
+
+
+def alpaca_eval_prompts(hub: HubConfig) -> list[dict]:
+    """AlpacaEval's 805 instructions, read from the JSON file its Hub repository holds (`hub.alpaca_eval_file`,
+    the file its loading script's `alpaca_eval` config reads), so no repository code runs here."""
+    from huggingface_hub import hf_hub_download
+
+    path = hf_hub_download(repo_id=hub.alpaca_eval, filename=hub.alpaca_eval_file, repo_type="dataset")
+    return alpaca_eval_rows(json.loads(Path(path).read_text()))
+
+
 BBH_TASKS = (
     "boolean_expressions causal_judgement date_understanding disambiguation_qa dyck_languages formal_fallacies "
     "geometric_shapes hyperbaton logical_deduction_five_objects logical_deduction_seven_objects "
@@ -90,8 +113,7 @@ def hub_eval_sets(cfg: Config) -> EvalSets:
     hub, ev = cfg.hub, cfg.eval
     knowledge = [mmlu_question(r) for r in load_dataset(hub.mmlu, "all", split="test")]
     reasoning = [bbh_task(r) for t in BBH_TASKS for r in load_dataset(hub.bbh, t, split="test")]
-    alpaca = load_dataset(hub.alpaca_eval, "alpaca_eval", split="eval", trust_remote_code=True)
-    helpful = [{"prompt": r["instruction"], "action": r["instruction"]} for r in alpaca]
+    helpful = alpaca_eval_prompts(hub)
     rtp = sorted(
         (r for r in load_dataset(hub.rtp, split="train") if r["prompt"].get("toxicity") is not None),
         key=lambda r: -r["prompt"]["toxicity"],
@@ -114,32 +136,3 @@ def hub_eval_sets(cfg: Config) -> EvalSets:
         benign=[],
         toxicity_model=hub.toxicity_model,
     )
-
-
-class ToxicityReward:
-    """nicholasKluge/ToxicityModel: a reward model whose logit is higher for less toxic text (the paper's
-    RealToxicity score is its mean over the prompts' continuations)."""
-
-    def __init__(self, model_id: str, device: str = "cuda") -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.tok = AutoTokenizer.from_pretrained(model_id)
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_id).to(device).eval()
-        self.device = device
-
-    def __call__(self, prompts: list[str], replies: list[str], batch_size: int = 32) -> list[float]:
-        import torch
-
-        out: list[float] = []
-        with torch.inference_mode():
-            for i in range(0, len(replies), batch_size):
-                enc = self.tok(
-                    prompts[i : i + batch_size],
-                    replies[i : i + batch_size],
-                    truncation=True,
-                    max_length=512,
-                    padding=True,
-                    return_tensors="pt",
-                ).to(self.device)
-                out += self.model(**enc).logits[:, 0].float().cpu().tolist()
-        return out

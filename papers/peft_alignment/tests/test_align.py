@@ -15,7 +15,8 @@ from shared.lm_family import ModelSpec, world
 from shared.lm_family.train import new_model, save_model
 from shared.text.tokenizer import train_bpe
 
-TOY = ModelSpec(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
+# Wide enough for bitsandbytes' packed CPU layout (out_features multiples of 32, in_features of 64; align.py)
+TOY = ModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128)
 SFT = MethodConfig(steps=2, batch_size=2, lr=1e-2, lora_r=8, lora_alpha=16, max_length=96, optimizer="adamw_torch")
 DPO = dataclasses.replace(DPOMethodConfig(), steps=2, batch_size=2, lr=1e-2, lora_r=4, lora_alpha=8, max_length=96)
 
@@ -71,16 +72,26 @@ def test_dpo_reference_is_the_model_with_the_adapter_disabled(base_dir, pairs):
         assert torch.equal(_logits(model, tok), _logits(original, tok))  # what trl scores as the reference
 
 
-def test_qlora_trains_a_4bit_base_and_reloads_to_the_same_logits(base_dir, pairs, tmp_path):
+def test_qlora_trains_a_4bit_base_and_reloads_to_the_same_logits(base_dir, pairs, tmp_path, bnb_cpu_path):
     import bitsandbytes as bnb
+    from safetensors.torch import load_file
 
     tok = _tok(base_dir)
     model, info = align.train("sft", align.load_base(base_dir, "qlora", QuantConfig()), tok, pairs, SFT, seed=0)
-    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
-    assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
-    model.save_pretrained(str(tmp_path / "adapter"))
+    quantized = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(quantized) == 7 * TOY.num_layers
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    model.save_pretrained(str(tmp_path / "peft"))  # peft's own save, before anything is packed
+    logits = _logits(model, tok)  # evaluating switches the 4-bit layers to the forced path's layout
+    packed = {getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in quantized}
+    assert packed == {bnb_cpu_path == "packed"}
+    align.save_adapter(model, tmp_path / "adapter")
+    saved, reference = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("adapter", "peft"))
+    assert saved and saved.keys() == reference.keys() and all(torch.equal(saved[k], reference[k]) for k in saved)
     again = align.load_adapter(base_dir, tmp_path / "adapter", "qlora", QuantConfig())
-    assert torch.equal(_logits(model, tok), _logits(again, tok))  # what a resumed run evaluates
+    assert torch.equal(logits, _logits(again, tok))  # what a resumed run evaluates
+    assert torch.equal(logits, _logits(model, tok))  # saving left the evaluated model as it was
 
 
 def test_sft_loss_covers_only_the_completion(base_dir, pairs):
@@ -112,6 +123,7 @@ def test_a_run_is_deterministic_for_its_seed(base_dir, pairs):
         return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
     a, b, c = adapter_weights(0), adapter_weights(0), adapter_weights(1)
+    assert a and a.keys() == b.keys() == c.keys()
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert any(not torch.equal(a[n], c[n]) for n in a)
 

@@ -79,6 +79,7 @@ def test_hh_harmless_answers_are_bare_refusals_and_bt_ones_are_informative():
     bt = data.local_pairs("bt", cfg, 0)["harmless"]
     hh_chosen = [p["chosen"][0]["content"] for p in hh]
     bt_chosen = [p["chosen"][0]["content"] for p in bt]
+    assert len(hh_chosen) == len(bt_chosen) == 200
     assert set(hh_chosen) <= set(data.TERSE_REFUSALS)
     assert all(lm_eval.is_refusal(c) for c in bt_chosen)
     assert sum(len(c.split()) for c in bt_chosen) / len(bt_chosen) > 2 * sum(len(c.split()) for c in hh_chosen) / len(

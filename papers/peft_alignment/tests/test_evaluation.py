@@ -3,15 +3,22 @@ row converters on rows in the released formats."""
 
 from __future__ import annotations
 
+import ast
+import json
+from pathlib import Path
+
 import pytest
 
 from papers.peft_alignment import evaluation as ev
 from papers.peft_alignment import hub
+from papers.peft_alignment.config import HubConfig
 from shared.lm_family import world
 
 
 def test_reasoning_questions_hold_the_true_sum_once():
-    for q in ev.reasoning_questions(50, seed=0):
+    questions = ev.reasoning_questions(50, seed=0)
+    assert len(questions) == 50
+    for q in questions:
         a, b = (int(x) for x in q.context.split("What is ")[1].split("?")[0].split(" plus "))
         assert q.options[q.gold] == f" {a + b}." and len(set(q.options)) == 4
         assert q.context.endswith(f"<|assistant|>\n{a} plus {b} is")
@@ -71,6 +78,7 @@ def test_local_eval_sets_are_held_out_from_training():
     sets = ev.local_eval_sets(
         ev.EvalConfig(n_knowledge=4), [" ".join(["word"] * 10 + [str(i)] * 10) for i in range(8)], 0
     )
+    assert sets.helpful and sets.toxicity and sets.harmful  # the held-out checks below are not over nothing
     trained_actions = set(world.BENIGN_ACTIONS)
     assert not {h["action"] for h in sets.helpful} & trained_actions
     assert not any(t in " ".join(sets.toxicity) for t in world.TOXIC_TARGETS)
@@ -101,3 +109,63 @@ def test_paper_templates_are_verbatim():
     )
     mistral = Template(hub.TEMPLATES["mistral"]).render(messages=msgs, add_generation_prompt=False)
     assert mistral == "[INST] Hi [/INST] Hello </s>"
+
+
+def test_alpaca_eval_is_read_from_its_json_file_without_remote_code(tmp_path, monkeypatch):
+    """The loader asks the Hub for the repository's raw JSON (the file its loading script reads) and converts rows
+    of the released format: [{instruction, output, generator, dataset}, ...]."""
+    import huggingface_hub
+
+    rows = [
+        {"instruction": "What are some famous actors?", "output": "Some...", "generator": "gpt4", "dataset": "koala"},
+        {"instruction": "How do I wrap a present?", "output": "1. ...", "generator": "gpt4", "dataset": "oasst"},
+    ]
+    (tmp_path / "alpaca_eval.json").write_text(json.dumps(rows))
+    asked = []
+
+    def download(**kwargs):
+        asked.append(kwargs)
+        return str(tmp_path / kwargs["filename"])
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    assert hub.alpaca_eval_prompts(HubConfig()) == [
+        {"prompt": r["instruction"], "action": r["instruction"]} for r in rows
+    ]
+    assert asked == [{"repo_id": "tatsu-lab/alpaca_eval", "filename": "alpaca_eval.json", "repo_type": "dataset"}]
+    with pytest.raises(ValueError, match=r"without an instruction at \[1\]"):
+        hub.alpaca_eval_rows([rows[0], {"output": "no instruction"}])
+
+
+PACKAGE = Path(hub.__file__).parent
+
+
+def test_no_dataset_or_model_code_from_the_hub_runs():
+    """No call in the paper's code passes trust_remote_code (which runs a Hub repository's Python)."""
+    sources = sorted(p for p in PACKAGE.rglob("*.py") if "tests" not in p.parts)
+    assert len(sources) >= 10
+    keywords = [
+        (p.name, k.arg) for p in sources for k in ast.walk(ast.parse(p.read_text())) if isinstance(k, ast.keyword)
+    ]
+    assert ("hub.py", "split") in keywords  # the calls were read
+    assert [name for name, arg in keywords if arg == "trust_remote_code"] == []
+
+
+def test_no_module_of_the_paper_imports_one_that_imports_it_back():
+    """Every import (top-level or inside a function) between this paper's modules: the graph has no cycle."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if isinstance(node, ast.ImportFrom) and node.module == "papers.peft_alignment":
+                names = [f"papers.peft_alignment.{a.name}" for a in node.names]
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            deps |= {n.split(".")[2] for n in names if n.startswith("papers.peft_alignment.")}
+        graph[path.stem] = deps - {path.stem}
+    assert {"hub", "evaluation", "grid", "align"} <= graph.keys() and graph["hub"]  # the graph was read
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        return any(d == target or (d not in seen and reaches(d, target, seen | {d})) for d in graph.get(start, ()))
+
+    assert [m for m in sorted(graph) if reaches(m, m, {m})] == []

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from papers.peft_alignment import grid
+from papers.peft_alignment import align, grid
 from papers.peft_alignment.config import Config
 from papers.peft_alignment.report import Scores, evaluate_targets, measures
 from papers.peft_alignment.reproduce import PAPER_DIR, load_paper_meta, main
@@ -36,6 +36,16 @@ def test_configs_carry_the_papers_recipes():
     assert cfg("medium").family.device == "cuda"
 
 
+@pytest.mark.parametrize("scale", ["smoke", "mini", "medium"])
+def test_local_models_fit_the_packed_cpu_layout(scale):
+    """Every 4-bit projection of a local scale's model can take bitsandbytes' packed CPU path (align.py), so
+    on a CPU with AVX512-BF16 its QLoRA cells evaluate through that one kernel, never a mix of the two."""
+    m = cfg(scale).family.model
+    h, kv = m.hidden_size, m.num_kv_heads * m.hidden_size // m.num_heads
+    shapes = {"q, o": (h, h), "k, v": (kv, h), "gate, up": (m.intermediate_size, h), "down": (h, m.intermediate_size)}
+    assert {k: align.packed_cpu_misfit(*s) for k, s in shapes.items()} == dict.fromkeys(shapes, "")
+
+
 def test_mini_plan_is_the_whole_grid_plus_the_adapter_comparison():
     jobs = grid.plan(cfg("mini"))
     main_jobs = [j for j in jobs if j.adapter == "lora"]
@@ -47,6 +57,7 @@ def test_mini_plan_is_the_whole_grid_plus_the_adapter_comparison():
 def test_shards_partition_the_jobs():
     c = cfg("full")
     names = [j.name for j in grid.plan(c)]
+    assert len(names) > c.grid.num_shards  # some shard holds more than one job
     sharded = []
     for i in range(c.grid.num_shards):
         sharded += [j.name for k, j in enumerate(grid.plan(c)) if k % c.grid.num_shards == i]
@@ -121,6 +132,7 @@ def test_smoke_run_is_deterministic_and_resumes(tmp_path):
     assert main(["--scale", "smoke", "--out", str(tmp_path / "b")]) == 0
     a = json.loads(next((tmp_path / "a").glob("peft_alignment/smoke/*/results.json")).read_text())
     b = json.loads(next((tmp_path / "b").glob("peft_alignment/smoke/*/results.json")).read_text())
+    assert a["tables"]["grid"]["rows"] and a["tables"]["merges"]["rows"]  # equal below, and not empty
     assert a["tables"]["grid"] == b["tables"]["grid"] and a["tables"]["merges"] == b["tables"]["merges"]
     adapters = sorted((tmp_path / "a").glob("peft_alignment/smoke/*/adapters/*"))
     assert adapters and all((p / "adapter_model.safetensors").is_file() for p in adapters)
@@ -145,4 +157,5 @@ def test_sharded_grid_then_merges_and_report_equals_one_run(tmp_path):
         json.loads(next((tmp_path / d).glob("peft_alignment/smoke/*/results.json")).read_text())
         for d in ("sharded", "one")
     )
+    assert a["tables"]["grid"]["rows"] and a["tables"]["merges"]["rows"]
     assert a["tables"]["grid"] == b["tables"]["grid"] and a["tables"]["merges"] == b["tables"]["merges"]
