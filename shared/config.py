@@ -73,7 +73,8 @@ RANGES: tuple[tuple[str, Range], ...] = (
     (r"n_jobs", Range(lo=1, also=(-1,))),  # scikit-learn: -1 is every core
     (r"max_(updates|steps)", Range(lo=1, also=(-1,))),  # Lightning: -1 is no limit
     (r"(.*_)?(dropout|smoothing)", Range(lo=0, hi=1, hi_open=True)),
-    (r"(.*_)?(fraction|share|density|rate|noise)|alphas?|slerp_t", Range(lo=0, hi=1)),
+    (r"(.*_)?density", Range(lo=0, hi=1, lo_open=True)),  # the share of weights a merge keeps
+    (r"(.*_)?(fraction|share|rate|noise)|alphas?|slerp_t", Range(lo=0, hi=1)),
     (r"ci", Range(lo=0, hi=1, lo_open=True, hi_open=True)),
     # zero means "none", "off" or "automatic" for these
     (r"warmup(_steps)?|.*_every|(num_)?threads|shard|skip|clip|min_(?!samples).*|weight_decay|patience", NONNEGATIVE),

@@ -72,7 +72,10 @@ def test_shards_partition_the_jobs():
         ("grid.adapter=ia3", "grid.adapter 'ia3'"),
         ("dpo.target_modules=[lm_head]", "dpo.target_modules: ['lm_head'] not allowed"),
         ("grid.shard=3", "grid.shard must be in [0, num_shards=1)"),
-        ("data.hh_noise=1.5", "data: shares must lie in [0, 1]"),
+        ("data.hh_noise=1.5", "data.hh_noise: 1.5 is out of range; valid: a finite number [0, 1]"),
+        ("data.hh_evasive=1.5", "data: shares must lie in [0, 1], got {'hh_evasive': 1.5}"),
+        ("dpo.steps=0", "dpo.steps: 0 is out of range; valid: an integer >= 1"),
+        ("merge.dare_density=0", "merge.dare_density: 0.0 is out of range; valid: a finite number (0, 1]"),
         ("qlora.quant_type=int3", "qlora.quant_type must be 'nf4' or 'fp4'"),
     ],
 )

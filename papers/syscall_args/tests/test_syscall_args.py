@@ -100,7 +100,7 @@ def test_a_resumed_fit_reports_the_original_training_time(tmp_path):
     assert first.updates == 4 and first.seconds > 0
     assert run() == first
     (tmp_path / "ckpt" / TRAINED).unlink()
-    clock = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)[CLOCK]
+    clock = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)[CLOCK]
     assert 0 < clock["seconds"] <= first.seconds
     resumed = run()
     assert resumed.updates == first.updates and resumed.seconds >= clock["seconds"]

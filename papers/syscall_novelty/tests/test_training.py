@@ -56,7 +56,7 @@ def test_a_resumed_training_reports_the_original_throughput(tmp_path):
     assert again == first and again.tokens / again.seconds == first.tokens / first.seconds
     assert np.array_equal(ppl, ppl_again)
     (tmp_path / "ckpt" / TRAINED).unlink()
-    clock = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)[CLOCK]
+    clock = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)[CLOCK]
     assert clock["tokens"] == first.tokens and 0 < clock["seconds"] <= first.seconds
     resumed, _ = _train(tmp_path / "ckpt", "lstm", 0)
     assert resumed.updates == first.updates and resumed.tokens == first.tokens
