@@ -240,12 +240,18 @@ def _coerce(tp: Any, value: Any, path: str, name: str = "") -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own error (a range, say) is the one to show
+            try:
+                return _coerce(options[0], value, path, name)
+            except ConfigError as exc:
+                hint = " (null is also valid)" if type(None) in args else ""
+                raise ConfigError(f"{exc}{hint}") from None
+        for arg in options:
             try:
                 return _coerce(arg, value, path, name)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"{path}: {value!r} fits none of {' | '.join(_type_name(a) for a in args)}")
     if origin is typing.Literal:
         if value not in args:

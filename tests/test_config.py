@@ -43,7 +43,7 @@ def test_missing_required_key():
         ({"name": "x", "mode": "c"}, "valid values: 'a', 'b'"),
         ({"name": "x", "flag": "yes"}, "expected true or false"),
         ({"name": "x", "inner": {"dims": [1, "two"]}}, r"inner.dims\[1\]: expected an integer"),
-        ({"name": "x", "limit": 2.5}, "limit: 2.5 fits none of"),
+        ({"name": "x", "limit": 2.5}, r"limit: expected an integer, got 2.5 \(null is also valid\)"),
     ],
 )
 def test_wrong_types_are_named(data, message):
