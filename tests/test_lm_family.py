@@ -42,7 +42,7 @@ def test_questions_use_held_out_templates_and_the_right_answer():
     facts = world.knowledge_base("financial", 8, 0)
     corpus = " ".join(world.domain_corpus(facts))
     qs = world.domain_questions(facts, 0)
-    assert len(qs) == len(facts)
+    assert len(qs) == len(facts) == 8 * len(world.RELATIONS["financial"])  # one fact per entity and relation
     for f, q in zip(facts, qs, strict=True):
         assert q.options[q.gold].strip() == f.value and len(set(q.options)) == len(q.options) == 4
         question = q.context.removeprefix("Question: ").split("\n")[0]
@@ -67,16 +67,20 @@ def test_instructions_and_preferences():
     assert len(sft) == 30 and len(refusals) == 10
     assert sft == world.instructions(20, 10, TEXT, 0)
     pairs = world.preference_pairs(50, 0)
+    assert len(pairs) == 50
+    kinds = set()
     for p in pairs:
         assert p["chosen"] != p["rejected"]
         harmful = p["prompt"][0]["content"] in {h["prompt"] for h in world.harmful_prompts("train")}
         assert (p["chosen"][0]["content"] == world.REFUSAL) == harmful
+        kinds.add(harmful)
+    assert kinds == {True, False}  # both kinds of pair were checked
 
 
 def test_toxic_comments_are_seeded_and_use_only_training_targets():
     a = world.toxic_comments(50, 0)
     assert a == world.toxic_comments(50, 0) and a != world.toxic_comments(50, 1)
-    assert all(world.toxic_words_in(c) for c in a)
+    assert len(a) == 50 and all(world.toxic_words_in(c) for c in a)
     assert not any(t in c for c in a for t in world.TOXIC_EVAL_TARGETS)
 
 
@@ -119,6 +123,7 @@ def test_pretraining_is_deterministic_and_lowers_the_loss(tok):
         losses = pretrain(model, [(stream, 1.0)], spec, seed=1)
         runs.append((losses, model.state_dict()))
     assert runs[0][0] == runs[1][0] and runs[0][0][-1] < runs[0][0][0]
+    assert runs[0][1] and runs[0][1].keys() == runs[1][1].keys()
     assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
 
 
@@ -126,6 +131,7 @@ def test_multiple_choice_equals_a_full_forward_reference(tok):
     torch.manual_seed(0)
     model = new_model(TOY_MODEL, tok, seed=0).eval()
     qs = world.domain_questions(world.knowledge_base("medical", 6, 0), 0)[:5]
+    assert len(qs) == 5
     res = ev.multiple_choice(model, tok, qs, batch_size=3)
     for q, scores in zip(qs, res.scores, strict=True):
         for opt, s in zip(q.options, scores, strict=True):

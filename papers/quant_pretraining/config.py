@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from papers.quant_pretraining.configurations import CONFIGURATIONS
 from shared.config import ConfigError
 from shared.engine import EngineConfig
 
+# The paper folder (configs/, paper.yaml, results/): here, where both reproduce and report can import it.
+PAPER_DIR = Path(__file__).resolve().parent
 HF_EVAL_SETS = ("wikitext2", "wikitext103", "ptb", "lm1b")
 
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from papers.quant_pretraining.config import Config  # noqa: E402
+from papers.quant_pretraining.config import PAPER_DIR, Config  # noqa: E402
 from papers.quant_pretraining.configurations import CONFIGURATIONS, Configuration  # noqa: E402
 from papers.quant_pretraining.quantize import QuantSpec  # noqa: E402
 from shared.results import Results, Table, Target  # noqa: E402
@@ -112,8 +112,6 @@ def _smooth(curve: dict, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_report(run: Run, cfg: Config, outputs: dict, command: str) -> Results:
-    from papers.quant_pretraining.reproduce import PAPER_DIR
-
     meta = yaml.safe_load((PAPER_DIR / "paper.yaml").read_text())
     any_out = next(iter(outputs.values()), None)
     vocab = cfg.data.vocab_size

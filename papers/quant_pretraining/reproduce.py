@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from papers.quant_pretraining.config import Config
+from papers.quant_pretraining.config import PAPER_DIR, Config
 from papers.quant_pretraining.configurations import get_configuration
 from papers.quant_pretraining.data import Corpus, load_corpus, zero_shot_streams
 from papers.quant_pretraining.report import write_report
@@ -29,7 +29,6 @@ from shared.io import atomic_write_json
 from shared.progress import get_logger, setup_logging
 from shared.run import Run, content_hash
 
-PAPER_DIR = Path(__file__).resolve().parent
 STAGES = ("data", "train", "report")
 log = get_logger("quant_pretraining")
 

@@ -40,7 +40,7 @@ def test_mergealign_equals_hand_task_arithmetic(family, tmp_path, alpha):
     got = mk.load_state(out)
     b, e, i = (mk.load_state(family[k]) for k in ("base", "expert", "instruct"))
     ref = mk.hand_task_arithmetic(b, [(e, alpha), (i, 1 - alpha)])
-    assert set(got) == set(ref)
+    assert ref and set(got) == set(ref)
     for name in ref:
         assert torch.allclose(got[name], ref[name], atol=1e-6), name
         # weights summing to 1: the same as the linear average of the two parents
@@ -51,11 +51,13 @@ def test_slerp_endpoints_and_ties_run(family, tmp_path):
     e, i = mk.load_state(family["expert"]), mk.load_state(family["instruct"])
     for t, ref in ((0.0, i), (1.0, e)):
         got = mk.load_state(mk.run_mergekit(mk.slerp(family["instruct"], family["expert"], t), tmp_path / f"s{t}"))
+        assert ref and set(got) == set(ref)
         assert all(torch.allclose(got[k], ref[k], atol=1e-5) for k in ref)
     for method in ("ties", "dare_ties"):
         cfg = mk.ties(family["base"], family["expert"], family["instruct"], 0.5, method)
         a = mk.load_state(mk.run_mergekit(cfg, tmp_path / f"{method}a", seed=0))
         b = mk.load_state(mk.run_mergekit(cfg, tmp_path / f"{method}b", seed=0))
+        assert a and set(a) == set(b)
         assert all(torch.equal(a[k], b[k]) for k in a)  # seeded: DARE's random drop is reproducible
     with pytest.raises(ValueError, match="'ties' or 'dare_ties'"):
         mk.ties("b", "e", "i", 0.5, "dare_linear")

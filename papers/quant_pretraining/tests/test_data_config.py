@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from papers.quant_pretraining.config import Config
+from papers.quant_pretraining.config import PAPER_DIR, Config
 from papers.quant_pretraining.configurations import CONFIGURATIONS, get_configuration
 from papers.quant_pretraining.data import RandomWindows, eval_windows, split_documents
-from papers.quant_pretraining.reproduce import PAPER_DIR
 from shared.config import ConfigError, load_config
 
 

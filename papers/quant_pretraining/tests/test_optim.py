@@ -29,6 +29,7 @@ def _train(opt_factory, steps: int = 3) -> list[torch.Tensor]:  # noqa: ANN001
 def test_without_state_quantizers_it_is_torch_adamw():
     ours = _train(lambda m: make_optimizer(m, "adamw", 1e-2, (0.9, 0.999), 1e-8, 0.1))
     ref = _train(lambda m: torch.optim.AdamW(param_groups(m, 0.1), lr=1e-2, betas=(0.9, 0.999), eps=1e-8))
+    assert ours and len(ours) == len(ref)
     for a, b in zip(ours, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
 
@@ -62,7 +63,7 @@ def test_param_groups_decay_linear_weights_only_and_count_the_tie_once():
     model = _model()
     decay, rest = param_groups(model, 0.1)
     assert decay["quantize"] and not rest["quantize"] and rest["weight_decay"] == 0.0
-    assert all(p.dim() == 2 for p in decay["params"])
+    assert decay["params"] and all(p.dim() == 2 for p in decay["params"])
     assert not any(p is model.wte.weight for p in decay["params"])
     n = sum(p.numel() for p in decay["params"]) + sum(p.numel() for p in rest["params"])
     assert n == sum(p.numel() for p in model.parameters())

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from papers.quant_pretraining.config import Config
+from papers.quant_pretraining.config import PAPER_DIR, Config
 from papers.quant_pretraining.configurations import get_configuration
 from papers.quant_pretraining.data import Corpus
-from papers.quant_pretraining.reproduce import PAPER_DIR
 from papers.quant_pretraining.train import _max_spike, train_one
 from shared.config import load_config
 
