@@ -30,12 +30,14 @@ def test_configs_parse_with_their_sizes():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("merge.alpha=1.5", "merge.alpha must be in [0, 1], got 1.5"),
+        ("merge.alpha=1.5", "merge.alpha: 1.5 is out of range; valid: a finite number [0, 1]"),
+        ("merge.slerp_t=[0.5, -0.1]", "merge.slerp_t[1]: -0.1 is out of range"),
+        ("merge.ties_density=0", "merge.ties_density: 0.0 is out of range; valid: a finite number (0, 1]"),
+        ("preference.steps=0", "preference.steps: 0 is out of range; valid: an integer >= 1"),
         ("merge.alpha=0.3", "merge.alpha 0.3 must be one of merge.alphas"),
         ("merge.baselines=[slerp, model_soup]", "unknown ['model_soup']; valid: slerp, ties, dare_ties, dpo, orpo"),
         ("eval.judge=llama_guard", "needs source: hub"),
         ("family.domains=[legal]", "family.domains: unknown ['legal']"),
-        ("merge.ties_density=0", "merge.ties_density must be in (0, 1]"),
     ],
 )
 def test_bad_config_values_are_one_clear_error(override, message):
