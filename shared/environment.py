@@ -17,8 +17,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "lightning", "transformers", "datasets")
 
 
+# What a run writes or renders (published results, README tables): a difference there does not change what
+# the code computes, so it does not make the tree "dirty" (else one published paper blocks the next).
+NOT_CODE = (":(exclude,glob)papers/*/results/**", ":(exclude,glob)**/*.md")
+
+
 def git_commit(root: Path = REPO_ROOT) -> str:
-    """The HEAD commit, with '+dirty' when tracked files differ from it; 'unknown' outside git.
+    """The HEAD commit, with '+dirty' when tracked files other than results and Markdown differ from it;
+    'unknown' outside git.
 
     $REPRO_GIT_COMMIT names it where the tree was copied without .git (a lent GPU machine).
     """
@@ -29,7 +35,10 @@ def git_commit(root: Path = REPO_ROOT) -> str:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
+            cwd=root,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

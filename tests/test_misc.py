@@ -132,3 +132,29 @@ def test_logging_follows_sys_stderr_when_it_is_replaced(monkeypatch):
     monkeypatch.setattr("sys.stderr", second)
     logging.getLogger("shared.test").info("two")
     assert "two" in second.getvalue() and "one" not in second.getvalue()
+
+
+def test_git_commit_is_dirty_for_code_changes_not_for_published_results(tmp_path, monkeypatch):
+    import subprocess
+
+    from shared.environment import git_commit
+
+    monkeypatch.delenv("REPRO_GIT_COMMIT", raising=False)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    files = {"papers/p/model.py": "x = 1\n", "papers/p/results/mini/results.json": "{}\n", "papers/p/README.md": "a\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c")
+    head = git("rev-parse", "HEAD").strip()
+    assert git_commit(tmp_path) == head
+    (tmp_path / "papers/p/results/mini/results.json").write_text('{"a": 1}\n')
+    (tmp_path / "papers/p/README.md").write_text("b\n")
+    assert git_commit(tmp_path) == head  # what publishing writes
+    (tmp_path / "papers/p/model.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == head + "+dirty"
