@@ -8,8 +8,6 @@ validation accuracy every `eval_every` updates; stop after `patience` validation
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +21,7 @@ from torch import nn
 
 from papers.syscall_args.config import TrainConfig
 from papers.syscall_args.model import CALL
-from shared.io import atomic_write_json
+from shared.fit_record import TrainClock, read_finished, write_finished
 from shared.progress import bars_enabled
 from shared.traces.tokens import PAD
 
@@ -52,22 +50,13 @@ def inputs_targets(x: torch.Tensor, task: str, rate: float, n_names: int, g: tor
     return mask_batch(x, rate, n_names, g)
 
 
-class LitModel(L.LightningModule):
+class LitModel(TrainClock, L.LightningModule):
+    """Training seconds stay the whole training's across a resume (TrainClock)."""
+
     def __init__(self, model: nn.Module, task: str, cfg: TrainConfig, n_names: int, seed: int):
         super().__init__()
         self.model, self.task, self.cfg, self.n_names = model, task, cfg, n_names
         self.g = torch.Generator().manual_seed(seed)
-        # training seconds of earlier sessions (from the checkpoint resumed) and this session's start
-        self.seconds_before, self.session_start = 0.0, time.perf_counter()
-
-    def train_seconds(self) -> float:
-        return self.seconds_before + time.perf_counter() - self.session_start
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[CLOCK] = {"seconds": self.train_seconds()}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.seconds_before = float(checkpoint.get(CLOCK, {}).get("seconds", 0.0))
 
     def _step(self, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         inp, y = inputs_targets(x.cpu(), self.task, self.cfg.mask_rate, self.n_names, g)
@@ -115,10 +104,6 @@ def accuracy(model: nn.Module, x: np.ndarray, task: str, cfg: TrainConfig, n_nam
     return correct / max(total, 1)
 
 
-CLOCK = "train_clock"  # checkpoint key: training seconds so far
-TRAINED = "trained.json"  # in the checkpoint folder: the finished training's measurements
-
-
 @dataclass
 class Fit:
     updates: int
@@ -126,17 +111,6 @@ class Fit:
     best_val_acc: float
     test_acc: float
     parameters: int
-
-
-def _finished(ckpt_dir: Path, identity: dict) -> dict | None:
-    """The finished training in `ckpt_dir` (updates, seconds, best_val_acc, best), if it is this one."""
-    try:
-        saved = json.loads((ckpt_dir / TRAINED).read_text())
-    except (OSError, ValueError):
-        return None
-    if saved.get("identity") != identity or (saved["best"] and not (ckpt_dir / saved["best"]).is_file()):
-        return None
-    return saved
 
 
 def fit(
@@ -148,9 +122,10 @@ def fit(
     task = experiment.split("_")[1]
     identity = {"experiment": experiment, "seed": seed, "cfg": asdict(cfg), "n_names": n_names,
                 **{f"{s}_windows": len(w.x) for s, w in windows.items()}}  # fmt: skip
-    if (saved := _finished(ckpt_dir, identity)) is not None:
-        if saved["best"]:
-            state = torch.load(ckpt_dir / saved["best"], map_location="cpu", weights_only=True)["state_dict"]
+    if (done := read_finished(ckpt_dir, identity)) is not None:
+        saved, best = done
+        if best:
+            state = torch.load(ckpt_dir / best, map_location="cpu", weights_only=True)["state_dict"]
             LitModel(model, task, cfg, n_names, seed).load_state_dict(state)
         model.to("cpu")
         return Fit(
@@ -183,7 +158,7 @@ def fit(
     )  # fmt: skip
     lit = LitModel(model, task, cfg, n_names, seed)
     last = ckpt_dir / "last.ckpt"
-    lit.session_start = time.perf_counter()
+    lit.start_clock()
     trainer.fit(lit, loader, valid, ckpt_path=str(last) if last.is_file() else None)
     seconds = lit.train_seconds()
     if ckpt.best_model_path:
@@ -192,8 +167,8 @@ def fit(
     best_val_acc = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
     if trainer.is_global_zero:
         best = Path(ckpt.best_model_path).name if ckpt.best_model_path else None
-        saved = {"updates": trainer.global_step, "seconds": seconds, "best_val_acc": best_val_acc, "best": best}
-        atomic_write_json(ckpt_dir / TRAINED, {"identity": identity, **saved})
+        record = {"updates": trainer.global_step, "seconds": seconds, "best_val_acc": best_val_acc}
+        write_finished(ckpt_dir, identity, record, best)
     return Fit(
         updates=trainer.global_step,
         seconds=seconds,

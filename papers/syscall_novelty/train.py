@@ -5,10 +5,8 @@ the config at full scale; resuming from the last checkpoint is automatic."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +19,7 @@ from torch import nn
 
 from papers.syscall_novelty.config import TrainConfig
 from papers.syscall_novelty.data import BatchDataset, Split
-from shared.io import atomic_write_json
+from shared.fit_record import TrainClock, read_finished, write_finished
 from shared.progress import bars_enabled
 from shared.traces.tokens import PAD
 
@@ -40,24 +38,12 @@ def warmup_factor(step: int, warmup: int) -> float:
     return min(step / warmup, math.sqrt(warmup / step))
 
 
-class LitLM(L.LightningModule):
+class LitLM(TrainClock, L.LightningModule):
+    """tokens/s stays the whole training's across a resume (TrainClock)."""
+
     def __init__(self, model: nn.Module, cfg: TrainConfig, kind: str):
         super().__init__()
         self.model, self.cfg, self.kind = model, cfg, kind
-        self.tokens_seen = 0
-        # training seconds of earlier sessions (from the checkpoint resumed) and this session's start:
-        # tokens/s stays the whole training's, not the few steps after a resume
-        self.seconds_before, self.session_start = 0.0, time.perf_counter()
-
-    def train_seconds(self) -> float:
-        return self.seconds_before + time.perf_counter() - self.session_start
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[CLOCK] = {"seconds": self.train_seconds(), "tokens": self.tokens_seen}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        clock = checkpoint.get(CLOCK, {})
-        self.seconds_before, self.tokens_seen = float(clock.get("seconds", 0.0)), int(clock.get("tokens", 0))
 
     def training_step(self, batch: dict, _idx: int) -> torch.Tensor:
         loss = lm_loss(self.model(batch["x"]), batch["y"], self.cfg.label_smoothing)
@@ -109,10 +95,6 @@ class ReshuffleBatches(Callback):
         trainer.train_dataloader.dataset.set_epoch(trainer.current_epoch)
 
 
-CLOCK = "train_clock"  # checkpoint key: training seconds and tokens so far
-TRAINED = "trained.json"  # in the checkpoint folder: the finished training's result
-
-
 @dataclass
 class TrainResult:
     updates: int
@@ -122,36 +104,20 @@ class TrainResult:
     stopped_by: str
 
 
-def _identity(kind: str, cfg: TrainConfig, seed: int, train_split: Split, valid_split: Split) -> dict:
-    """What a finished training in the same checkpoint folder must match to be reused."""
-    return {"kind": kind, "seed": seed, "cfg": asdict(cfg), "train": len(train_split), "valid": len(valid_split)}
-
-
-def _finished(ckpt_dir: Path, identity: dict) -> tuple[TrainResult, str | None] | None:
-    path = ckpt_dir / TRAINED
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if saved.get("identity") != identity or (saved["best"] and not (ckpt_dir / saved["best"]).is_file()):
-        return None
-    return TrainResult(**saved["result"]), saved["best"]
-
-
 def train(
     model: nn.Module, kind: str, train_split: Split, valid_split: Split, cfg: TrainConfig, seed: int, ckpt_dir: Path
 ) -> TrainResult:
     """Fit `model` in place (best validation weights loaded at the end). A rerun after the training
     finished (the run stopped while scoring, say) reads its result and best weights back instead of
     fitting again; one after an interruption resumes from the last checkpoint, its clock included."""
-    identity = _identity(kind, cfg, seed, train_split, valid_split)
-    if (done := _finished(ckpt_dir, identity)) is not None:
-        result, best = done
+    identity = {"kind": kind, "seed": seed, "cfg": asdict(cfg), "train": len(train_split), "valid": len(valid_split)}
+    if (done := read_finished(ckpt_dir, identity)) is not None:
+        record, best = done
         if best:
             state = torch.load(ckpt_dir / best, map_location="cpu", weights_only=True)["state_dict"]
             LitLM(model, cfg, kind).load_state_dict(state)
         log.info("%s seed %d: training had finished; its result and best weights are read back", kind, seed)
-        return result
+        return TrainResult(**record)
     L.seed_everything(seed, workers=True, verbose=False)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -188,7 +154,7 @@ def train(
     )
     lit = LitLM(model, cfg, kind)
     last = ckpt_dir / "last.ckpt"
-    lit.session_start = time.perf_counter()
+    lit.start_clock()
     trainer.fit(lit, loader(train_ds), loader(valid_ds), ckpt_path=str(last) if last.is_file() else None)
     seconds = lit.train_seconds()
     if checkpoint.best_model_path:
@@ -204,5 +170,5 @@ def train(
     result = TrainResult(trainer.global_step, seconds, lit.tokens_seen, best, stopped)
     if trainer.is_global_zero:
         best_name = Path(checkpoint.best_model_path).name if checkpoint.best_model_path else None
-        atomic_write_json(ckpt_dir / TRAINED, {"identity": identity, "result": asdict(result), "best": best_name})
+        write_finished(ckpt_dir, identity, asdict(result), best_name)
     return result

@@ -9,7 +9,8 @@ import torch
 from papers.syscall_args.config import SETTINGS, DataConfig, EmbeddingConfig, ModelConfig, TrainConfig
 from papers.syscall_args.data import COLUMNS, load_windows
 from papers.syscall_args.model import CALL, build_model
-from papers.syscall_args.train import CLOCK, IGNORE, TRAINED, accuracy, fit, mask_batch
+from papers.syscall_args.train import IGNORE, accuracy, fit, mask_batch
+from shared.fit_record import CLOCK, FINISHED
 from shared.seeding import seed_everything
 from shared.traces.tokens import PAD
 
@@ -99,7 +100,7 @@ def test_a_resumed_fit_reports_the_original_training_time(tmp_path):
     first = run()
     assert first.updates == 4 and first.seconds > 0
     assert run() == first
-    (tmp_path / "ckpt" / TRAINED).unlink()
+    (tmp_path / "ckpt" / FINISHED).unlink()
     clock = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)[CLOCK]
     assert 0 < clock["seconds"] <= first.seconds
     resumed = run()

@@ -12,7 +12,8 @@ from papers.syscall_novelty.config import DataConfig, EmbeddingConfig, ModelConf
 from papers.syscall_novelty.data import load_splits, open_dataset
 from papers.syscall_novelty.evaluate import score_split
 from papers.syscall_novelty.model import build_model
-from papers.syscall_novelty.train import CLOCK, TRAINED, TrainResult, train
+from papers.syscall_novelty.train import TrainResult, train
+from shared.fit_record import CLOCK, FINISHED
 from shared.seeding import seed_everything
 from shared.traces.ngram import NgramModel
 
@@ -55,7 +56,7 @@ def test_a_resumed_training_reports_the_original_throughput(tmp_path):
     again, ppl_again = _train(tmp_path / "ckpt", "lstm", 0)
     assert again == first and again.tokens / again.seconds == first.tokens / first.seconds
     assert np.array_equal(ppl, ppl_again)
-    (tmp_path / "ckpt" / TRAINED).unlink()
+    (tmp_path / "ckpt" / FINISHED).unlink()
     clock = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)[CLOCK]
     assert clock["tokens"] == first.tokens and 0 < clock["seconds"] <= first.seconds
     resumed, _ = _train(tmp_path / "ckpt", "lstm", 0)
