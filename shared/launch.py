@@ -66,7 +66,8 @@ HEADER = """#!/bin/bash
 BODY = """set -euo pipefail
 cd "$SLURM_SUBMIT_DIR"
 export TQDM_DISABLE=1 PYTHONUNBUFFERED=1
-echo "launch: job $SLURM_JOB_ID${{SLURM_ARRAY_TASK_ID:+ task $SLURM_ARRAY_TASK_ID}} start ${{SLURM_RESTART_COUNT:-0}} on $SLURM_JOB_NODELIST at $(date -Is)"
+task=${{SLURM_ARRAY_TASK_ID:+ task $SLURM_ARRAY_TASK_ID}}
+echo "launch: job $SLURM_JOB_ID$task start ${{SLURM_RESTART_COUNT:-0}} on $SLURM_JOB_NODELIST at $(date -Is)"
 
 # Site hook, every start: `module load ...`, `conda activate ...`, NCCL_SOCKET_IFNAME=... (sourced; may set
 # REPRO_PYTHON to the environment's interpreter and REPRO_SETUP=: when that environment is ready-made).

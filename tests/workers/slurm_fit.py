@@ -11,7 +11,6 @@ python -m tests.workers.slurm_fit --scale smoke --set engine.devices=2 [--set en
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import time
@@ -95,7 +94,9 @@ def main() -> None:
                 "restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
                 "steps_logged": len(history.steps),
                 "master": [os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")],
-                "ranks": [{"node": int(n), "address": ".".join(map(str, a.tolist()))} for n, a in zip(nodes, ips)],
+                "ranks": [
+                    {"node": int(n), "address": ".".join(map(str, a.tolist()))} for n, a in zip(nodes, ips, strict=True)
+                ],
             },
         )
 
