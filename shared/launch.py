@@ -76,13 +76,17 @@ if [ -n "$hook" ]; then set +u; source "$hook"; set -u; fi
 
 # The environment, once per requirements hash (not in every requeue or array task): a stamp file.
 PY=${{REPRO_PYTHON:-.venv/bin/python}}
-req=$(cat requirements/*.txt papers/*/requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+req=$({{ cat requirements/*.txt papers/*/requirements.txt pyproject.toml 2>/dev/null || true; }} \
+    | sha256sum | cut -c1-16)
 stamp=${{REPRO_STAMP_DIR:-.venv}}/.setup-$req
 if [ ! -e "$stamp" ]; then
     mkdir -p "$(dirname "$stamp")" {log_dir}
     exec 9>{log_dir}/.setup.lock
     flock 9  # array tasks starting together: one prepares, the others wait for its stamp
-    if [ ! -e "$stamp" ]; then eval "${{REPRO_SETUP:-make setup}}" && touch "$stamp"; fi
+    if [ ! -e "$stamp" ]; then
+        eval "${{REPRO_SETUP:-make setup}}"  # a failure ends the job here (set -e): no stamp, no srun
+        touch "$stamp"
+    fi
     exec 9>&-
 fi
 
@@ -182,6 +186,27 @@ def field_paths(obj: Any, names: tuple[str, ...], prefix: str = "") -> dict[str,
 
 def _config_class(paper: str) -> type:
     return importlib.import_module(f"papers.{paper}.config").Config
+
+
+def config_allocation(paper: str, scale: str, overrides: list[str] | None = None) -> tuple[int, int]:
+    """(devices per node, nodes) the scale's config asks for: its devices / num_nodes fields, else 1."""
+    try:
+        cfg = load_config(_config_class(paper), get_paper(paper).dir / "configs" / f"{scale}.yaml", overrides or [])
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    paths = field_paths(cfg, ENGINE_FIELDS)
+
+    def value(name: str) -> int:
+        found = [_get(cfg, p) for p in paths[name]]
+        return found[0] if found and isinstance(found[0], int) and found[0] >= 1 else 1
+
+    return value("devices"), value("num_nodes")
+
+
+def _get(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def allocation_overrides(job: SlurmJob, scale: str) -> list[str]:
@@ -371,9 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     slurm = sub.add_parser("slurm", help="print (--dry-run, the default) or --submit an sbatch script")
     slurm.add_argument("--paper", required=True)
     slurm.add_argument("--scale", default="full")
-    slurm.add_argument("--gpus", type=positive_int, default=1, help="GPUs per node, one task each")
+    slurm.add_argument(
+        "--gpus", type=positive_int, default=None, help="GPUs per node, one task each (default: the config's)"
+    )
     slurm.add_argument("--cpu", action="store_true", help="no GPUs: --gpus counts CPU processes per node")
-    slurm.add_argument("--nodes", type=positive_int, default=1)
+    slurm.add_argument("--nodes", type=positive_int, default=None, help="nodes (default: the config's num_nodes or 1)")
     slurm.add_argument("--cpus", type=positive_int, default=8, help="CPU cores per task")
     slurm.add_argument("--mem", default="64G")
     slurm.add_argument("--time", default="24:00:00")
@@ -400,11 +427,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.setup_hook and not Path(args.setup_hook).is_file():
             raise ValueError(f"--setup-hook {args.setup_hook!r}: no such file")
         shown = [a for a in raw[1:] if a not in ("--dry-run", "--submit")]
+        gpus, nodes = args.gpus, args.nodes
+        if gpus is None or nodes is None:  # the config's own devices and nodes (of the first scale of an array)
+            first = args.array.split(",")[0] if args.array else args.scale
+            known = available_scales(get_paper(args.paper).dir)
+            if first not in known:
+                raise ValueError(f"{args.paper}: unknown scale {first!r}; valid: {', '.join(known)}")
+            devices, num_nodes = config_allocation(args.paper, first, args.overrides)
+            gpus, nodes = gpus or devices, nodes or num_nodes
         job = SlurmJob(
             args.paper,
             args.scale,
-            args.gpus,
-            args.nodes,
+            gpus,
+            nodes,
             args.cpus,
             args.mem,
             args.time,
