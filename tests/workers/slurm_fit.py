@@ -20,6 +20,7 @@ import torch
 
 from shared.engine import EngineConfig, LoopConfig, fit, make_fabric
 from shared.io import atomic_write_json
+from shared.progress import setup_logging
 
 GLOBAL_BATCH, DIM, ACCUM = 8, 6, 2
 
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--sleep", type=float, default=0.0)
     args = parser.parse_args()
+    setup_logging()  # the engine's resume and preemption lines reach the job's log
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fabric = make_fabric(engine_config(args.overrides))
