@@ -43,6 +43,8 @@ from papers import UnknownPaperError, get_paper
 from shared.config import ConfigError, available_scales, load_config
 
 REQUEUE_EXIT = 99
+# srun runs each task through this: it leaves the flag file $1 when the task exits REQUEUE_EXIT
+TASK_WRAPPER = f'trap "" USR1; "${{@:2}}"; rc=$?; [ "$rc" -ne {REQUEUE_EXIT} ] || touch "$1"; exit "$rc"'
 LOG_DIR = "runs/slurm"  # relative to the submit directory (the repo root): sbatch opens it before the script runs
 ENGINE_FIELDS = ("accelerator", "devices", "num_nodes")  # the config fields the launcher sets from the allocation
 SHARD_FIELDS = ("shard", "num_shards")
@@ -91,16 +93,23 @@ if [ ! -e "$stamp" ]; then
 fi
 
 # Rendezvous from the allocation: the first node's address, a port derived from the job id.
-first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-addr=$(scontrol show node "$first" | sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\\1/p' | head -n 1)
+first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)  # not head: SIGPIPE + pipefail
+addr=$(scontrol show node "$first" | sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\\1/p' | sed -n 1p)
 export MASTER_ADDR=${{addr:-$first}} MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
 echo "launch: MASTER_ADDR=$MASTER_ADDR MASTER_PORT=$MASTER_PORT"
 
 {scale_line}
+preempted={log_dir}/.preempted-$SLURM_JOB_ID
+rm -f "$preempted"
 rc=0
-srun "$PY" -m {entry} --scale "$SCALE" {args} || rc=$?
-if [ "$rc" -eq {requeue_exit} ]; then  # preempted after a checkpoint: run again from it
+# One task per device. A task that fails ends the others (--kill-on-bad-exit: no rank waits hours for a
+# dead peer), which makes srun's status 143 whatever the task's was, so a task that exits {requeue_exit}
+# (checkpointed for preemption) leaves a flag file; its wrapper ignores USR1, which is the task's to handle.
+srun --kill-on-bad-exit=1 bash -c {wrapper} task "$preempted" \\
+    "$PY" -m {entry} --scale "$SCALE" {args} || rc=$?
+if [ "$rc" -eq {requeue_exit} ] || [ -e "$preempted" ]; then  # preempted after a checkpoint: run again from it
     echo "launch: checkpointed for preemption; requeueing job $SLURM_JOB_ID"
+    rm -f "$preempted"
     scontrol requeue "$SLURM_JOB_ID"
 fi
 exit "$rc"
@@ -285,6 +294,7 @@ def _body(job: SlurmJob, scale_line: str, args: list[str]) -> str:
         entry=job.entry or f"papers.{job.paper}.reproduce",
         args=" ".join(a for a in args if a),
         requeue_exit=REQUEUE_EXIT,
+        wrapper=shlex.quote(TASK_WRAPPER),
     )
 
 

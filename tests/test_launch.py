@@ -26,10 +26,16 @@ def directives(script: str) -> dict[str, str]:
     return out
 
 
+def srun_words(script: str) -> list[str]:
+    """The words of the script's srun command (continued lines joined, before ` || rc=$?`), as bash splits them."""
+    (line,) = [ln for ln in script.replace("\\\n", " ").splitlines() if ln.startswith("srun ")]
+    return shlex.split(line.split(" || rc=$?")[0])
+
+
 def srun_argv(script: str) -> list[str]:
-    """The words of the script's srun command (before `|| rc=$?`), as bash would split them."""
-    (line,) = [ln for ln in script.splitlines() if ln.startswith("srun ")]
-    return shlex.split(line.split(" || ")[0])[1:]
+    """The command each task runs, behind srun's options and the task wrapper."""
+    words = srun_words(script)
+    return words[words.index("$PY") :]
 
 
 def sets(argv: list[str]) -> dict[str, str]:
@@ -50,11 +56,13 @@ def fake_slurm(tmp_path: Path) -> dict[str, str]:
     bin_dir.mkdir()
     rec = tmp_path / "rec"
     rec.mkdir()
+    # srun runs the task (one, here) and may report another status, as --kill-on-bad-exit makes it do
+    stub(bin_dir, "srun", 'while [[ "$1" == --* ]]; do shift; done; "$@"; rc=$?; exit "${SRUN_STATUS:-$rc}"\n')
     stub(
         bin_dir,
-        "srun",
+        "python",
         f'printf "%s\\n" "$@" > {rec}/srun.argv\n'
-        f'echo "$MASTER_ADDR $MASTER_PORT ${{SITE_VAR:-}}" > {rec}/srun.env\nexit "${{SRUN_RC:-0}}"\n',
+        f'echo "$MASTER_ADDR $MASTER_PORT ${{SITE_VAR:-}}" > {rec}/srun.env\nexit "${{TASK_RC:-0}}"\n',
     )
     stub(
         bin_dir,
@@ -74,7 +82,7 @@ def fake_slurm(tmp_path: Path) -> dict[str, str]:
         "SLURM_JOB_ID": "123456",
         "SLURM_JOB_NODELIST": "gpu[07-08]",
         "REPRO_SETUP": f"echo ran >> {rec}/setup.log",
-        "REPRO_PYTHON": "/opt/py/bin/python",
+        "REPRO_PYTHON": str(bin_dir / "python"),
         "REPRO_STAMP_DIR": str(tmp_path / "stamps"),
         "REC": str(rec),
     }
@@ -89,6 +97,7 @@ def test_script_passes_nodes_and_gpus_into_the_engine_config():
     opts = directives(script)
     assert (opts["nodes"], opts["ntasks-per-node"], opts["gpus-per-node"]) == ("2", "4", "4")
     assert opts["output"] == f"{LOG_DIR}/%x-%j.out" and "array" not in opts
+    assert srun_words(script)[1] == "--kill-on-bad-exit=1"
     argv = srun_argv(script)
     assert argv[:5] == ["$PY", "-m", "papers.quant_pretraining.reproduce", "--scale", "$SCALE"]
     assert sets(argv) == {"engine.num_nodes": "2", "engine.devices": "4"} and argv[-1] == "--publish"
@@ -112,13 +121,17 @@ def test_script_sets_rendezvous_prepares_once_and_requeues(fake_slurm, tmp_path)
     first = run_script(script, fake_slurm)
     assert first.returncode == 0, first.stderr
     argv = (rec / "srun.argv").read_text().split("\n")[:-1]
-    assert argv[:5] == ["/opt/py/bin/python", "-m", "papers.quant_pretraining.reproduce", "--scale", "full"]
+    assert argv[:4] == ["-m", "papers.quant_pretraining.reproduce", "--scale", "full"]
     # the first node's NodeAddr, a port from the job id; the site hook's exports reach the tasks
     assert (rec / "srun.env").read_text().split() == ["10.1.0.7", str(20000 + 123456 % 20000), "from-hook"]
-    preempted = run_script(script, fake_slurm, SRUN_RC=str(REQUEUE_EXIT), SLURM_RESTART_COUNT="1")
+    preempted = run_script(script, fake_slurm, TASK_RC=str(REQUEUE_EXIT), SLURM_RESTART_COUNT="1")
     assert preempted.returncode == REQUEUE_EXIT and (rec / "requeued").read_text().split() == ["123456"]
-    failed = run_script(script, fake_slurm, SRUN_RC="1")
-    assert failed.returncode == 1 and (rec / "requeued").read_text().split() == ["123456"]  # no requeue
+    # --kill-on-bad-exit: srun says 143 when it ended the other tasks; the task's flag still requeues
+    killed = run_script(script, fake_slurm, TASK_RC=str(REQUEUE_EXIT), SRUN_STATUS="143")
+    assert killed.returncode == 143 and (rec / "requeued").read_text().split() == ["123456"] * 2
+    failed = run_script(script, fake_slurm, TASK_RC="1", SRUN_STATUS="143")
+    assert failed.returncode == 143 and (rec / "requeued").read_text().split() == ["123456"] * 2  # no requeue
+    assert not list((Path(fake_slurm["SLURM_SUBMIT_DIR"]) / LOG_DIR).glob(".preempted-*"))
     assert (rec / "setup.log").read_text() == "ran\n"  # once for three starts: the stamp
     stamps = list(Path(fake_slurm["REPRO_STAMP_DIR"]).glob(".setup-*"))
     assert len(stamps) == 1
@@ -140,7 +153,7 @@ def test_array_over_scales(fake_slurm):
     assert directives(script)["array"] == "0-2" and directives(script)["output"] == f"{LOG_DIR}/%x-%A_%a.out"
     assert run_script(script, fake_slurm, SLURM_ARRAY_TASK_ID="1").returncode == 0
     argv = (Path(fake_slurm["REC"]) / "srun.argv").read_text().split()
-    assert argv[3:5] == ["--scale", "full_mnist"]
+    assert argv[2:4] == ["--scale", "full_mnist"]
 
 
 def test_shards_of_a_grid_then_one_merge_job(fake_slurm):
