@@ -28,8 +28,10 @@ def test_cosine_lr_warms_up_then_decays_to_the_floor():
 
 
 def test_engine_config_rejects_unknown_strategy_and_precision():
-    with pytest.raises(ConfigError, match="engine.strategy='deepspeed'; valid: auto, ddp, fsdp"):
+    with pytest.raises(ConfigError, match="engine.strategy='deepspeed'; valid: auto, ddp$"):
         EngineConfig(strategy="deepspeed")
+    with pytest.raises(ConfigError, match="'fsdp' is not supported: .*per-shard.*DDP is the supported.*valid: auto, ddp"):
+        EngineConfig(strategy="fsdp")
     with pytest.raises(ConfigError, match="engine.precision='fp8'; valid"):
         EngineConfig(precision="fp8")
 
