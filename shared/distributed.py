@@ -161,5 +161,6 @@ def file_barrier(folder: Path, name: str, timeout: float | None = None) -> None:
     marks = folder / f".barrier-{name}-{token}"
     marks.mkdir(parents=True, exist_ok=True)
     (marks / f"rank{rank()}").touch()
+    log.info("%sat barrier %r, waiting for the other ranks", rank_tag(), name)
     for other in range(world):
         wait_for(marks / f"rank{other}", f"rank {other} at barrier {name!r}", timeout)
