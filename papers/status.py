@@ -40,16 +40,26 @@ def update_all_readmes(write: bool) -> list[Path]:
 def publish_run(run_dir: Path, paper_dir: Path, scale: str, figures: list[str], force: bool = False) -> None:
     """--publish: copy a run's results.json and figures to the paper's results/<scale>/ and re-render
     every README table from the committed results; shared.run.PublishError when the run may not be published."""
-    from shared.run import publish
+    from shared.distributed import is_rank_zero
+    from shared.run import PublishError, publish
+
+    if not is_rank_zero():
+        raise PublishError("only rank 0 publishes (this process is another rank of a multi-process run)")
 
     publish(run_dir, paper_dir, scale, figures, force=force)
     update_all_readmes(write=True)
 
 
 def finish_run(run, args, paper_dir: Path, results, started: float) -> int:
-    """The end of every reproduce.py: say where the results are; with --publish, publish them."""
+    """The end of every reproduce.py: say where the results are; with --publish, publish them (rank 0 only:
+    with several ranks the others have ended before the report, see shared.run.RANK_ZERO_STAGES)."""
     import logging
     import time
+
+    from shared.distributed import is_rank_zero
+
+    if not is_rank_zero():
+        return 0
 
     logging.getLogger(paper_dir.name).info(
         "done in %.1f s; results in %s", time.perf_counter() - started, run.results_path()

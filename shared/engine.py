@@ -1,9 +1,15 @@
 """The training engine every training paper shares: one readable loop on Lightning Fabric.
 
-One config moves a run from one CPU to DDP or FSDP over many GPUs and nodes (Fabric reads torchrun's
-and SLURM's environment). The loop is nanoGPT's: the learning rate set by hand each step, gradient
-accumulation over micro-batches (no all-reduce until the last one), clipping, an optimizer step, an
-evaluation every `eval_every` steps.
+One config moves a run from one CPU to DDP over many GPUs and nodes (Fabric reads torchrun's and
+SLURM's environment). DDP is the one multi-process strategy: it is tested on two gloo processes against
+one (tests/test_engine.py, the quantized GPT in bf16 autocast). FSDP is refused: Lightning refuses it
+on CPU, so it could never be tested here, and under Fabric's FSDP (use_orig_params) the optimizer sees
+each parameter as this rank's flat 1-D slice, so the quantized optimizer's per-channel states would
+silently become per-shard states.
+
+The loop is nanoGPT's: the learning rate set by hand each step, gradient accumulation over
+micro-batches (no all-reduce until the last one), clipping, an optimizer step, an evaluation every
+`eval_every` steps.
 
 Batches are a pure function of (step, micro-batch, rank, world size), chosen by the paper, so a run
 restarted from its last checkpoint sees exactly the batches it would have seen. The checkpoint holds
@@ -40,7 +46,11 @@ Batch = Any
 BatchFn = Callable[[int, int, int, int], Batch]  # (step, micro, rank, world) -> this rank's micro-batch
 LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
 EvalFn = Callable[[torch.nn.Module], dict[str, float]]
-STRATEGIES = ("auto", "ddp", "fsdp", "single_device")
+STRATEGIES = ("auto", "ddp")  # only strategies that a test runs
+REFUSED_STRATEGIES = {
+    "fsdp": "FSDP has never run here (Lightning refuses it on CPU) and it would shard the quantized optimizer's "
+    "per-channel states into per-shard ones; DDP is the supported strategy (tested against one process)",
+}
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")
 
 
@@ -57,6 +67,11 @@ class EngineConfig:
     threads: int | None = None  # torch intra-op threads on CPU; null = torch's default
 
     def __post_init__(self) -> None:
+        if self.strategy in REFUSED_STRATEGIES:
+            raise ConfigError(
+                f"engine.strategy={self.strategy!r} is not supported: {REFUSED_STRATEGIES[self.strategy]}; "
+                f"valid: {', '.join(STRATEGIES)}"
+            )
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"engine.strategy={self.strategy!r}; valid: {', '.join(STRATEGIES)}")
         if self.precision not in PRECISIONS:
@@ -156,7 +171,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(fabric: Fabric, path: Path, state: dict[str, Any]) -> None:
-    """Fabric's save (sharded under FSDP) to a temporary name, then a rename: never half a checkpoint."""
+    """Fabric's save (rank 0 writes under DDP) to a temporary name, then a rename: never half a checkpoint."""
     tmp = path.with_name(path.name + ".tmp")
     if fabric.global_rank == 0 and tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()

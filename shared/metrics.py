@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -42,3 +42,53 @@ def auroc(negatives: Sequence[float], positives: Sequence[float]) -> float:
     ranks[order] = np.repeat(avg, ends - starts)
     u = ranks[neg.size :].sum() - pos.size * (pos.size + 1) / 2.0
     return float(u / (neg.size * pos.size))
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of independent runs (seeds): mean ± t_{n-1} · s / √n, s with ddof=1.
+    Needs two values; all-equal values give a zero-width interval."""
+    from scipy import stats
+
+    arr = np.asarray(values, dtype=float)
+    if arr.size < 2:
+        raise ValueError(f"t_interval: needs at least 2 values, got {arr.size}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"t_interval: level={level}; valid: 0 < level < 1")
+    half = float(stats.t.ppf(0.5 + level / 2.0, arr.size - 1) * arr.std(ddof=1) / np.sqrt(arr.size))
+    mean = float(arr.mean())
+    return mean - half, mean + half
+
+
+def bootstrap_ci(
+    statistic: Callable[..., float],
+    *samples: Sequence[float] | np.ndarray,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(*samples)`, resampling items with replacement. The same
+    indices are drawn for every sample, so paired data (two models scored on the same test items) keep their
+    pairing: pass the per-item scores and a statistic such as `lambda a, b: a.mean() - b.mean()`.
+    Widened, if needed, to contain the statistic of the original samples (a percentile interval can miss
+    it for skewed statistics)."""
+    arrays = [np.asarray(s) for s in samples]
+    if not arrays:
+        raise ValueError("bootstrap_ci: no samples")
+    n = len(arrays[0])
+    if n < 2 or any(len(a) != n for a in arrays):
+        raise ValueError(f"bootstrap_ci: samples need equal lengths >= 2, got {[len(a) for a in arrays]}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"bootstrap_ci: level={level}; valid: 0 < level < 1")
+    if n_boot < 100:
+        raise ValueError(f"bootstrap_ci: n_boot={n_boot}; valid: >= 100")
+    rng = np.random.default_rng(seed)
+    stats_ = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, size=n)
+        stats_[b] = statistic(*(a[idx] for a in arrays))
+    stats_ = stats_[np.isfinite(stats_)]
+    if stats_.size < n_boot // 2:
+        raise ValueError("bootstrap_ci: the statistic is not finite on most resamples")
+    lo, hi = np.quantile(stats_, [0.5 - level / 2.0, 0.5 + level / 2.0])
+    point = float(statistic(*arrays))
+    return float(min(lo, point)), float(max(hi, point))

@@ -1,4 +1,5 @@
-"""Progress bars and logging: bars only on a terminal, or never with TQDM_DISABLE=1."""
+"""Progress bars and logging: bars only on a terminal and on rank 0, or never with TQDM_DISABLE=1; with
+several ranks every log line names its rank ("[rank 1/2]", shared.distributed)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
+from shared.distributed import rank, rank_tag
+
 T = TypeVar("T")
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def bars_enabled() -> bool:
-    """True when stderr is a terminal and TQDM_DISABLE is not set."""
-    if os.environ.get("TQDM_DISABLE", "").lower() in {"1", "true", "yes"}:
+    """True when stderr is a terminal, TQDM_DISABLE is not set and this is rank 0 (one bar per run)."""
+    if os.environ.get("TQDM_DISABLE", "").lower() in {"1", "true", "yes"} or rank() != 0:
         return False
     return sys.stderr.isatty()
 
@@ -43,12 +46,20 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _RankFormatter(logging.Formatter):
+    """Prefixes each message with the rank when there are several (read per record: Lightning's launcher
+    sets the rank environment after logging is configured)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return rank_tag() + super().format(record)
+
+
 def setup_logging(level: int | str = logging.INFO) -> None:
     """Configure the root logger once: timestamps, level, module name, to stderr."""
     root = logging.getLogger()
     if not any(getattr(h, "_shared", False) for h in root.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+        handler.setFormatter(_RankFormatter(_FORMAT, datefmt="%H:%M:%S"))
         handler._shared = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)

@@ -71,9 +71,11 @@ def targets_table(results: Results) -> str:
     rows = []
     for t in results.targets:
         got = "–" if t.mean is None else fmt(t.mean) + (f" ± {fmt(t.std)}" if t.std else "")
+        if t.mean is not None and t.ci_low is not None and t.ci_high is not None:
+            got += f" [{fmt(t.ci_low)}, {fmt(t.ci_high)}]"
         rows.append([t.description, _claim(t), t.source, got, t.n, f"**{t.verdict}**"])
     return markdown_table(
-        ["target", "paper (tolerance)", "source", "reproduced (mean ± std)", "seeds", "verdict"], rows
+        ["target", "paper (tolerance)", "source", "reproduced (mean ± std [95% CI])", "seeds", "verdict"], rows
     )
 
 

@@ -5,6 +5,10 @@ A target compares one reproduced quantity (mean, std over n seeds) with the pape
   side (`higher_is_better`), the verdict is "better than paper".
 - comparison "at_least" / "at_most": reproduced when mean >= / <= threshold (a claim such as
   "the autoencoders beat PCA" is a margin that must be at least 0).
+
+A target may carry a 95% confidence interval [ci_low, ci_high] for its mean (over seeds, or a bootstrap over
+test items: shared.metrics). When the interval holds both passing and failing values, the run cannot tell
+which side the truth is on, and the verdict is "not resolvable" (at this scale) whatever side the mean is on.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 from shared.io import atomic_write_json
 
 SCHEMA = "repro-results/1"
-VERDICTS = ("reproduced", "not reproduced", "better than paper", "not run", "no reference")
+VERDICTS = ("reproduced", "not reproduced", "better than paper", "not resolvable", "not run", "no reference")
 COMPARISONS = ("within", "at_least", "at_most")
 Comparison = Literal["within", "at_least", "at_most"]
 
@@ -46,6 +50,8 @@ class Target:
     n: int = 0
     verdict: str = "not run"
     note: str = ""
+    ci_low: float | None = None  # 95% interval of the mean; both or neither
+    ci_high: float | None = None
 
     def judge(self) -> Target:
         """Set `verdict` from the numbers; returns self."""
@@ -59,6 +65,9 @@ def verdict_for(t: Target) -> str:
     if t.comparison == "within":
         if t.paper is None or t.tolerance is None:
             return "no reference"
+        lo, hi = t.paper - t.tolerance - 1e-12, t.paper + t.tolerance + 1e-12
+        if _straddles(t, lambda v: lo <= v <= hi):
+            return "not resolvable"
         diff = t.mean - t.paper
         if abs(diff) <= t.tolerance + 1e-12:
             return "reproduced"
@@ -67,20 +76,53 @@ def verdict_for(t: Target) -> str:
         return "not reproduced"
     if t.threshold is None:
         return "no reference"
-    ok = t.mean >= t.threshold if t.comparison == "at_least" else t.mean <= t.threshold
-    return "reproduced" if ok else "not reproduced"
+    threshold = t.threshold
+
+    def passes(v: float) -> bool:
+        return v >= threshold if t.comparison == "at_least" else v <= threshold
+
+    if _straddles(t, passes):
+        return "not resolvable"
+    return "reproduced" if passes(t.mean) else "not reproduced"
+
+
+def _straddles(t: Target, passes: Callable[[float], bool]) -> bool:
+    """Whether the target's interval holds both a passing and a failing value. The pass region is an
+    interval (a half-line or paper ± tolerance), so it is enough to test its ends and the pass region's
+    edges that fall inside it."""
+    if t.ci_low is None or t.ci_high is None:
+        return False
+    lo, hi = t.ci_low, t.ci_high
+    return passes(lo) != passes(hi) or (
+        t.comparison == "within" and not passes(lo) and lo < t.paper < hi  # type: ignore[operator]
+    )
 
 
 R = TypeVar("R")
 
 
-def judged_target(spec: dict[str, Any], values: Sequence[float]) -> Target:
+def judged_target(spec: dict[str, Any], values: Sequence[float], ci: tuple[float, float] | None = None) -> Target:
     """A paper.yaml target spec with the mean, population std and count of `values` (the seeds that
-    measured it), judged; no values leaves it "not run"."""
+    measured it) and, when given, the 95% interval of that mean, judged; no values leaves it "not run"."""
     t = Target(**spec)
     if values:
         t.mean, t.std, t.n = float(np.mean(values)), float(np.std(values)), len(values)
+        if ci is not None:
+            t.ci_low, t.ci_high = float(ci[0]), float(ci[1])
+            check_interval(t)
     return t.judge()
+
+
+def check_interval(t: Target) -> None:
+    """An interval is both ends or neither, finite, ordered, and holds the mean it is the interval of."""
+    if (t.ci_low is None) != (t.ci_high is None):
+        raise ResultsError(f"target {t.name!r}: ci_low and ci_high must be given together")
+    if t.ci_low is None or t.ci_high is None:
+        return
+    if not (math.isfinite(t.ci_low) and math.isfinite(t.ci_high) and t.ci_low <= t.ci_high):
+        raise ResultsError(f"target {t.name!r}: interval [{t.ci_low}, {t.ci_high}] must be finite and ordered")
+    if t.mean is not None and not (t.ci_low - 1e-9 <= t.mean <= t.ci_high + 1e-9):
+        raise ResultsError(f"target {t.name!r}: mean {t.mean} lies outside its interval [{t.ci_low}, {t.ci_high}]")
 
 
 def judge_by_measures(
@@ -155,7 +197,7 @@ _REQUIRED = {
 }
 _OPTIONAL = {"degraded": list}  # absent in files written before it existed
 _TARGET_REQUIRED = {"name": str, "description": str, "source": str, "comparison": str, "verdict": str, "n": int}
-_OPTIONAL_NUMBERS = ("paper", "tolerance", "threshold", "mean", "std")
+_OPTIONAL_NUMBERS = ("paper", "tolerance", "threshold", "mean", "std", "ci_low", "ci_high")
 
 
 def validate(data: dict[str, Any]) -> None:
@@ -190,6 +232,10 @@ def validate(data: dict[str, Any]) -> None:
             v = t.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise ResultsError(f"{where}: {key!r} must be a number or null")
+        try:
+            check_interval(_target_from(t))
+        except ResultsError as exc:
+            raise ResultsError(f"{where}: {exc}") from None
         if verdict_for(_target_from(t)) != t["verdict"]:
             raise ResultsError(f"{where}: verdict {t['verdict']!r} does not follow from its numbers")
     for name, table in data["tables"].items():

@@ -4,6 +4,10 @@ The run id defaults to a hash of the resolved config and seeds, so running the s
 lands in the same folder and every cached stage is read back instead of recomputed (resume).
 `publish` copies results.json and figures into papers/<name>/results/<scale>/, the committed copy; it
 refuses a degraded run (see `publish_refusals`) unless forced.
+
+Launched as several ranks (torchrun, srun), every rank runs the same stages: rank 0 writes the folder's
+files and computes cached entries, which the others wait for and read; the "report" stage is rank 0's
+alone (shared.distributed says how).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from shared.distributed import DistributedError, file_barrier, is_rank_zero, rank_tag, wait_for
 from shared.environment import REPO_ROOT, describe
 from shared.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from shared.progress import get_logger
@@ -29,6 +34,7 @@ from shared.results import Results, ResultsError, load
 log = get_logger(__name__)
 
 CacheValue = dict[str, Any]
+RANK_ZERO_STAGES = ("report",)  # every other rank ends on entering one: the report and --publish are rank 0's
 
 
 class PublishError(RuntimeError):
@@ -58,16 +64,20 @@ class Run:
         self.run_id = run_id or content_hash({"config": config, "seeds": self.seeds})
         self.dir = Path(root) / paper / scale / self.run_id
         self.cache_dir = self.dir / "cache"
-        if fresh and self.cache_dir.exists():
+        self.writer = is_rank_zero()  # the one rank that writes the folder's files
+        if fresh and self.writer and self.cache_dir.exists():
             shutil.rmtree(self.cache_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            file_barrier(self.dir, "fresh")  # no rank reads a cache entry rank 0 is about to remove
         self.wall_time_s: dict[str, float] = self._read_times()
         self.degraded: list[str] = []
         self._replayed_s = 0.0
-        atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-        atomic_write_json(self.dir / "seeds.json", self.seeds)
         self.environment = describe()
-        atomic_write_json(self.dir / "environment.json", self.environment)
+        if self.writer:
+            atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            atomic_write_json(self.dir / "seeds.json", self.seeds)
+            atomic_write_json(self.dir / "environment.json", self.environment)
         log.info("run folder %s", self.dir)
         Run.latest = self
 
@@ -84,41 +94,60 @@ class Run:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage; the wall time is saved as soon as it ends. Entries it reads back from the cache count
-        with the time they took to compute, so a resumed run reports what the whole stage costs."""
+        with the time they took to compute, so a resumed run reports what the whole stage costs.
+
+        On a rank other than 0, entering a stage of RANK_ZERO_STAGES ends the process (exit status 0)."""
+        if name in RANK_ZERO_STAGES and not self.writer:
+            log.info("stage %s is rank 0's: this rank's part of the run is done", name)
+            raise SystemExit(0)
         log.info("stage %s: start", name)
         self._replayed_s = 0.0
         start = time.perf_counter()
         yield
         elapsed = time.perf_counter() - start + self._replayed_s
         self.wall_time_s[name] = round(elapsed, 3)
-        atomic_write_json(self.dir / "wall_time_s.json", self.wall_time_s)
+        if self.writer:
+            atomic_write_json(self.dir / "wall_time_s.json", self.wall_time_s)
         replayed = (
             f" ({self._replayed_s:.1f} s of it computed earlier, read from the cache)" if self._replayed_s else ""
         )
         log.info("stage %s: done in %.1f s%s", name, elapsed, replayed)
 
     def log_metrics(self, **values: Any) -> None:
-        """Append one JSON line to metrics.jsonl."""
+        """Append one JSON line to metrics.jsonl (rank 0's; the others' lines would repeat or interleave)."""
+        if not self.writer:
+            return
         line = json.dumps({"time": round(time.time(), 3), **values}, default=float)
         with open(self.dir / "metrics.jsonl", "a") as fh:
             fh.write(line + "\n")
 
-    def cached(self, stage: str, key: Any, compute: Callable[[], CacheValue]) -> CacheValue:
+    def cached(self, stage: str, key: Any, compute: Callable[[], CacheValue], every_rank: bool = False) -> CacheValue:
         """Return `compute()`, stored under cache/<stage>-<hash(key)>.npz and read back on a rerun.
 
         Values are arrays or scalars (int, float, str); the file is written atomically, so an
-        interrupted run never leaves a cache entry that looks complete.
+        interrupted run never leaves a cache entry that looks complete. With several ranks, rank 0
+        computes and the others wait for its file and read it; `every_rank`: every rank computes (the
+        compute has collectives, e.g. DDP training) and rank 0 writes.
         """
         path = self._cache_path(stage, key)
         value = self.lookup(stage, key)
         if value is not None:
             self._replayed_s += _compute_seconds(path)
             return value
+        if not self.writer and not every_rank:
+            self._wait(path, stage)
+            return self.cached(stage, key, compute, every_rank)
         start = time.perf_counter()
         value = compute()
-        atomic_write_bytes(path, _npz_bytes(value))
-        _record_compute_seconds(path, time.perf_counter() - start)
+        if self.writer:
+            _record_compute_seconds(path, time.perf_counter() - start)  # before the entry: peers read both
+            atomic_write_bytes(path, _npz_bytes(value))
         return value
+
+    def _wait(self, path: Path, stage: str) -> None:
+        """A rank other than 0: wait for rank 0 to write the cache entry at `path`."""
+        hint = f" (stage {stage}: if it trains with DDP inside, pass every_rank=True to Run.cached)"
+        wait_for(path, f"rank 0 to compute stage {stage}", hint=hint)
 
     def lookup(self, stage: str, key: Any) -> CacheValue | None:
         """The cached value of (stage, key), or None when it was never computed."""
@@ -129,20 +158,25 @@ class Run:
             with np.load(path, allow_pickle=False) as data:
                 return {k: (data[k].item() if data[k].ndim == 0 else data[k]) for k in data.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            _drop_corrupt(path, exc)
+            self._drop_corrupt(path, exc)
             return None
 
-    def cached_json(self, stage: str, key: Any, compute: Callable[[], dict]) -> dict:
+    def cached_json(self, stage: str, key: Any, compute: Callable[[], dict], every_rank: bool = False) -> dict:
         """As `cached`, for a nested JSON-able result (a summary rather than arrays)."""
         path = self.cache_dir / f"{stage}-{content_hash(key)}.json"
         cached = self.lookup_json(stage, key)
         if cached is not None:
             self._replayed_s += _compute_seconds(path)
             return cached
+        if not self.writer and not every_rank:
+            self._wait(path, stage)
+            return self.cached_json(stage, key, compute, every_rank)
         start = time.perf_counter()
         value = compute()
-        atomic_write_json(path, value)
+        if not self.writer:
+            return json.loads(json.dumps(value))  # the same types a rerun reads back
         _record_compute_seconds(path, time.perf_counter() - start)
+        atomic_write_json(path, value)
         return json.loads(path.read_text())  # the same types a rerun reads back
 
     def lookup_json(self, stage: str, key: Any) -> dict | None:
@@ -153,8 +187,16 @@ class Run:
         try:
             return json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            _drop_corrupt(path, exc)
+            self._drop_corrupt(path, exc)
             return None
+
+    def _drop_corrupt(self, path: Path, exc: BaseException) -> None:
+        """A cache file that cannot be read (truncated, not written by us): say which, remove it, recompute.
+        Only rank 0 removes and recomputes; another rank stops, since it would wait for a file that exists."""
+        if not self.writer:
+            raise DistributedError(f"{rank_tag()}cache file {path} cannot be read ({type(exc).__name__}: {exc})")
+        log.error("corrupt cache file %s (%s: %s): removed, recomputing it", path, type(exc).__name__, exc)
+        path.unlink(missing_ok=True)
 
     def _cache_path(self, stage: str, key: Any) -> Path:
         return self.cache_dir / f"{stage}-{content_hash(key)}.npz"
@@ -180,7 +222,10 @@ class Run:
         )
 
     def write_results(self, results: Results) -> Path:
+        """results.json (rank 0's: the other ranks end before the report stage, see RANK_ZERO_STAGES)."""
         results.wall_time_s = dict(self.wall_time_s)
+        if not self.writer:
+            raise DistributedError(f"{rank_tag()}results are written by rank 0 only")
         return results.write(self.results_path())
 
 
@@ -194,12 +239,6 @@ def _compute_seconds(path: Path) -> float:
 
 def _record_compute_seconds(path: Path, seconds: float) -> None:
     atomic_write_text(path.with_name(path.name + ".seconds"), f"{seconds:.3f}\n")
-
-
-def _drop_corrupt(path: Path, exc: BaseException) -> None:
-    """A cache file that cannot be read (truncated, not written by us): say which, remove it, recompute."""
-    log.error("corrupt cache file %s (%s: %s): removed, recomputing it", path, type(exc).__name__, exc)
-    path.unlink(missing_ok=True)
 
 
 def _npz_bytes(value: CacheValue) -> bytes:

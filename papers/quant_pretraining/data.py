@@ -10,10 +10,16 @@ hf (medium, full): the authors' corpus (OpenWebText) through HF datasets, split 
 train_test_split(test_size=0.0005, seed=2345) and tokenized with the GPT-2 tokenizer; the zero-shot
 perplexity sets of the paper's `ppl` suite are loaded the same way. Offline without a cache, the
 loaders fail with one line naming the dataset id.
+
+Every stream is a token file (shared.text.token_files): raw uint16 ids, memory-mapped, written
+TOKENIZE_CHUNK documents at a time (memory holds one chunk, not OpenWebText's ~9e9 tokens) and resumed
+where a killed run stopped. With several ranks, rank 0 builds the corpus and the others wait for its
+corpus.json (shared.distributed.rank_zero_first), then map the same files.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +28,11 @@ import torch
 
 from papers.quant_pretraining.config import DataConfig
 from shared.data.errors import DatasetNotFoundError
-from shared.io import atomic_write_bytes
+from shared.distributed import rank_zero_first
+from shared.io import atomic_dir, atomic_write_json
 from shared.progress import get_logger
 from shared.run import content_hash
+from shared.text.token_files import Encode, meta_path, open_tokens, write_tokens
 
 log = get_logger(__name__)
 
@@ -35,6 +43,8 @@ HF_EVAL = {
     "ptb": ("ptb-text-only/ptb_text_only", "penn_treebank", "test", "sentence"),
     "lm1b": ("dvilares/lm1b", None, "test", "text"),
 }
+
+TOKENIZE_CHUNK = 4096  # documents per write: memory holds one chunk (not in the config: it changes no token)
 
 
 @dataclass
@@ -54,50 +64,46 @@ def split_documents(docs: list[str], val_fraction: float, seed: int) -> tuple[li
     return [docs[i] for i in order[n_val:]], [docs[i] for i in order[:n_val]]
 
 
-def _save_array(path: Path, arr: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    atomic_write_bytes(path, buf.getvalue())
+def _prose_key(cfg: DataConfig) -> str:
+    fields = {"sources": cfg.prose_sources, "max": cfg.max_documents, "vocab": cfg.vocab_size}
+    return content_hash({**fields, "val": cfg.val_fraction, "seed": cfg.split_seed, "v": 2})
 
 
 def prose_corpus(cfg: DataConfig, cache: Path) -> Corpus:
-    """Build (or read back) the prose corpus; cached under `cache` by the data config's hash."""
-    from shared.text.prose import load_prose
-    from shared.text.tokenizer import encode_documents, train_bpe
+    """Build (or read back, or finish) the prose corpus; cached under `cache` by the data config's hash."""
+    folder = cache / f"corpus-{_prose_key(cfg)}"
+    with rank_zero_first(folder / "corpus.json", "the prose corpus"):
+        if not (folder / "corpus.json").is_file():
+            _build_prose(cfg, folder)
+    valid = {s: open_tokens(folder / f"valid_{s}") for s in cfg.prose_sources}
+    return Corpus(open_tokens(folder / "train"), valid, folder / "tokenizer", cfg.vocab_size)
 
-    key = content_hash(
-        {
-            "sources": cfg.prose_sources,
-            "max": cfg.max_documents,
-            "vocab": cfg.vocab_size,
-            "val": cfg.val_fraction,
-            "seed": cfg.split_seed,
-            "v": 1,
-        }
-    )
-    folder = cache / f"corpus-{key}"
-    names = ["train", *(f"valid_{s}" for s in cfg.prose_sources)]
-    if not all((folder / f"{n}.npy").is_file() for n in names):
-        train_docs, valid = [], {}
-        for source in cfg.prose_sources:
-            docs = load_prose([source])[: cfg.max_documents]
-            tr, va = split_documents(docs, cfg.val_fraction, cfg.split_seed)
-            train_docs += tr
-            valid[source] = va
+
+def _build_prose(cfg: DataConfig, folder: Path) -> None:
+    from shared.text.prose import load_prose
+    from shared.text.tokenizer import EOS_ID, load_tokenizer, train_bpe
+
+    train_docs, valid = [], {}
+    for source in cfg.prose_sources:
+        docs = load_prose([source])[: cfg.max_documents]
+        tr, va = split_documents(docs, cfg.val_fraction, cfg.split_seed)
+        train_docs += tr
+        valid[source] = va
+    if not (folder / "tokenizer").is_dir():  # kept across a resume: the token files are in its ids
         log.info("training a %d-token BPE on %d documents", cfg.vocab_size, len(train_docs))
         tok = train_bpe(train_docs, cfg.vocab_size, max_length=10**9)  # streams, not model inputs
-        tok.save_pretrained(folder / "tokenizer")
-        for source, docs in valid.items():
-            _save_array(folder / f"valid_{source}.npy", encode_documents(tok, docs))
-        _save_array(folder / "train.npy", encode_documents(tok, train_docs))  # last: marks completion
-    return Corpus(
-        train=np.load(folder / "train.npy"),
-        valid={s: np.load(folder / f"valid_{s}.npy") for s in cfg.prose_sources},
-        tokenizer_dir=folder / "tokenizer",
-        vocab_size=cfg.vocab_size,
-    )
+        with atomic_dir(folder / "tokenizer") as tmp:
+            tok.save_pretrained(tmp)
+    tok = load_tokenizer(folder / "tokenizer")
+
+    def encode(batch: list[str]) -> list[list[int]]:
+        return tok(batch, add_special_tokens=True)["input_ids"]
+
+    key = _prose_key(cfg)
+    for name, docs in [*((f"valid_{s}", d) for s, d in valid.items()), ("train", train_docs)]:
+        write_tokens(folder / name, len(docs), lambda i, j, d=docs: d[i:j], encode, EOS_ID, cfg.vocab_size,
+                     f"{key}/{name}", TOKENIZE_CHUNK)  # fmt: skip
+    atomic_write_json(folder / "corpus.json", {"vocab_size": cfg.vocab_size, "streams": ["train", *valid]})
 
 
 def _hf_load(dataset: str, config: str | None, split: str):  # noqa: ANN202
@@ -113,15 +119,12 @@ def _hf_load(dataset: str, config: str | None, split: str):  # noqa: ANN202
         ) from exc
 
 
-def _tokenize_to_stream(tokenizer, texts, eos: int) -> np.ndarray:  # noqa: ANN001
-    ids = tokenizer(list(texts))["input_ids"]
-    return np.fromiter((t for doc in ids for t in (*doc, eos)), dtype=np.uint16)
+def _hf_encoder(tokenizer) -> Encode:  # noqa: ANN001
+    return lambda batch: tokenizer(batch)["input_ids"]
 
 
 def hf_corpus(cfg: DataConfig, cache: Path) -> Corpus:
     """OpenWebText (or cfg.hf_dataset) tokenized with the GPT-2 tokenizer, as the authors' run_clm."""
-    from transformers import AutoTokenizer
-
     key = content_hash(
         {
             "ds": cfg.hf_dataset,
@@ -129,34 +132,54 @@ def hf_corpus(cfg: DataConfig, cache: Path) -> Corpus:
             "max": cfg.hf_max_documents,
             "val": cfg.val_fraction,
             "seed": cfg.split_seed,
+            "v": 2,
         }
     )
     folder = cache / f"hf-{key}"
-    tokenizer = AutoTokenizer.from_pretrained(cfg.hf_tokenizer, add_prefix_space=True)
-    tokenizer.save_pretrained(folder / "tokenizer")
-    if not (folder / "train.npy").is_file():
-        ds = _hf_load(cfg.hf_dataset, None, "train")
-        if cfg.hf_max_documents:
-            ds = ds.select(range(min(cfg.hf_max_documents, len(ds))))
-        parts = ds.train_test_split(test_size=cfg.val_fraction, seed=cfg.split_seed)
-        eos = tokenizer.eos_token_id
-        _save_array(folder / "valid_owt.npy", _tokenize_to_stream(tokenizer, parts["test"]["text"], eos))
-        _save_array(folder / "train.npy", _tokenize_to_stream(tokenizer, parts["train"]["text"], eos))
+    with rank_zero_first(folder / "corpus.json", f"the {cfg.hf_dataset} token files"):
+        if not (folder / "corpus.json").is_file():
+            _build_hf(cfg, folder, key)
+    meta = json.loads((folder / "corpus.json").read_text())
+    valid = {"owt": open_tokens(folder / "valid_owt")}
+    return Corpus(open_tokens(folder / "train"), valid, folder / "tokenizer", meta["vocab_size"])
+
+
+def _build_hf(cfg: DataConfig, folder: Path, key: str) -> None:
+    from transformers import AutoTokenizer
+
+    if not (folder / "tokenizer").is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(cfg.hf_tokenizer, add_prefix_space=True)
+        with atomic_dir(folder / "tokenizer") as tmp:
+            tokenizer.save_pretrained(tmp)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
     vocab = int(np.ceil(len(tokenizer) / 64) * 64)
-    valid = {"owt": np.load(folder / "valid_owt.npy")}
-    return Corpus(np.load(folder / "train.npy", mmap_mode="r"), valid, folder / "tokenizer", vocab)
+    ds = _hf_load(cfg.hf_dataset, None, "train")
+    if cfg.hf_max_documents:
+        ds = ds.select(range(min(cfg.hf_max_documents, len(ds))))
+    parts = ds.train_test_split(test_size=cfg.val_fraction, seed=cfg.split_seed)
+    for name, part in (("valid_owt", parts["test"]), ("train", parts["train"])):
+        write_tokens(folder / name, len(part), lambda i, j, p=part: p[i:j]["text"], _hf_encoder(tokenizer),
+                     tokenizer.eos_token_id, vocab, f"{key}/{name}", TOKENIZE_CHUNK)  # fmt: skip
+    atomic_write_json(folder / "corpus.json", {"vocab_size": vocab, "streams": ["train", "valid_owt"]})
 
 
 def zero_shot_streams(names: list[str], tokenizer_dir: Path) -> dict[str, np.ndarray]:
-    """The paper's zero-shot perplexity sets, each one token stream (documents joined by EOS)."""
+    """The paper's zero-shot perplexity sets, each one token stream (documents joined by EOS), as token
+    files beside the corpus (built by rank 0)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     out = {}
     for name in names:
-        dataset, config, split, field = HF_EVAL[name]
-        ds = _hf_load(dataset, config, split)
-        out[name] = _tokenize_to_stream(tokenizer, (t for t in ds[field] if t.strip()), tokenizer.eos_token_id)
+        stem = tokenizer_dir.parent / f"zeroshot_{name}"
+        with rank_zero_first(meta_path(stem), f"the {name} token file"):
+            if not meta_path(stem).is_file():
+                tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+                dataset, config, split, field = HF_EVAL[name]
+                texts = [t for t in _hf_load(dataset, config, split)[field] if t.strip()]
+                vocab = int(np.ceil(len(tokenizer) / 64) * 64)
+                write_tokens(stem, len(texts), lambda i, j, t=texts: t[i:j], _hf_encoder(tokenizer),
+                             tokenizer.eos_token_id, vocab, f"{dataset}/{config}/{split}")  # fmt: skip
+        out[name] = open_tokens(stem)
     return out
 
 

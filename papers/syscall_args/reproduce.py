@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 if experiment in stages:
                     with run.stage(f"{experiment}/{setting}/seed{seed}"):
                         compute = lambda e=experiment, s=setting, sd=seed: run_one(run, cfg, e, s, sd, vocab, windows)  # noqa: E731, E501
-                        outputs[(experiment, setting, seed)] = run.cached("fit", key, compute)
+                        # every rank trains (Lightning DDP inside); rank 0 writes the cache
+                        outputs[(experiment, setting, seed)] = run.cached("fit", key, compute, every_rank=True)
                 elif (found := run.lookup("fit", key)) is not None:
                     outputs[(experiment, setting, seed)] = found
     with run.stage("report"):

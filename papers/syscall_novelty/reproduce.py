@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             key = {**data_key, "kind": kind, "seed": seed, "model": model_cfg}
             if kind in stages:
                 with run.stage(f"{kind}/seed{seed}"):
+                    # every rank trains (Lightning DDP inside the compute); rank 0 writes the cache
                     outputs[(kind, seed)] = run.cached(
-                        kind, key, lambda k=kind, s=seed: run_model(run, cfg, k, vocab, splits, s)
+                        kind, key, lambda k=kind, s=seed: run_model(run, cfg, k, vocab, splits, s), every_rank=True
                     )
                 shutil.rmtree(run.dir / "checkpoints" / f"{kind}-seed{seed}", ignore_errors=True)
             elif (found := run.lookup(kind, key)) is not None:
