@@ -1,10 +1,12 @@
 """A real SLURM cluster on this machine: Debian's slurmctld and two slurmd "nodes", each in a network
 namespace made here (a bridge and one veth per namespace on a private /24), with munge, all started as
 root by the fixture and stopped by PID afterwards (also when a test fails). Jobs are the launcher's own
-sbatch scripts (shared.launch), submitted with its submit path; the tasks run tests/workers/slurm_fit.py
-(shared.engine.fit) on CPU over gloo.
+sbatch scripts (shared.launch), submitted with its submit path, on CPU over gloo:
 
-  * 2 tasks on one node end with the weights of a one-process run;
+  * quant_pretraining's smoke scale as 2 tasks on one node computes what one process computes;
+
+and, with tests/workers/slurm_fit.py (shared.engine.fit, its weights saved) as the task:
+
   * the requeue drill: USR1 to the tasks (what --signal=USR1@120 sends before a job is stopped) makes the
     engine checkpoint and exit REQUEUE_EXIT, the script requeues; then `scontrol requeue` kills the run
     outright (a node failure) and it resumes from its last periodic checkpoint; the weights at the end
@@ -18,6 +20,7 @@ binaries (`make setup` as root installs them from shared/apt.txt). Known-good: s
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -289,19 +292,45 @@ def assert_same_weights(out: Path, reference: list[torch.Tensor]) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_two_tasks_on_one_node_equal_one_process(cluster, site, reference):
+def summaries(out: Path) -> dict[str, dict]:
+    """quant_pretraining's finished runs under `out`, by configuration (its train cache)."""
+    files = (out / "quant_pretraining" / "smoke" / "train-cache").glob("*.json")
+    return {(d := json.loads(f.read_text()))["configuration"]: d for f in files}
+
+
+def test_paper_smoke_as_two_tasks_equals_one_process(cluster, site):
+    """quant_pretraining's smoke scale (every stage: data on rank 0, training with DDP over gloo, the report
+    on rank 0) as 2 SLURM tasks; the same losses, step by step, and validation losses as one process (the
+    paper deletes its checkpoints, so the weights are compared through what they compute)."""
+    one = cluster.root / "paper-one-process"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_"))}
+    cmd = [sys.executable, "-m", "papers.quant_pretraining.reproduce", "--scale", "smoke", "--out", str(one)]
     tic = time.perf_counter()
-    job_id, log = launch(cluster, site, "two-tasks", nodes=1, tasks=2)
-    cluster.wait_state(job_id, {"COMPLETED"}, 180, log)
-    TIMINGS["2-task job s"] = round(time.perf_counter() - tic, 2)
-    result = (cluster.root / "two-tasks" / "result.json").read_text()
-    assert '"world": 2' in result and '"resumed": false' in result
-    assert_same_weights(cluster.root / "two-tasks", reference)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    TIMINGS["paper smoke, one process s"] = round(time.perf_counter() - tic, 2)
+    out = cluster.root / "paper-two-tasks"
+    job = SlurmJob(
+        "quant_pretraining", "smoke", gpus=2, nodes=1, cpus=1, mem="1000M", time="10:00", accelerator="cpu",
+        setup_hook=str(site), log_dir=str(cluster.root / "joblogs"), extra=f"--out {out}",
+    )  # fmt: skip
+    tic = time.perf_counter()
+    (job_id,) = submit(render_job(job), REPO_ROOT, sbatch=shutil.which("sbatch") or "sbatch")
+    log = cluster.root / "joblogs" / f"quant_pretraining-smoke-{job_id}.out"
+    cluster.wait_state(job_id, {"COMPLETED"}, 240, log)
+    TIMINGS["paper smoke, 2-task job s"] = round(time.perf_counter() - tic, 2)
+    text = log.read_text()
+    assert "[rank 1/2]" in text and "[rank 0/2]" in text  # two ranks, tagged
+    reference, got = summaries(one), summaries(out)
+    assert sorted(got) == sorted(reference) == ["baseline", "v8_per_channel", "w8a8g8_per_token"]
+    for name, ref in reference.items():
+        torch.testing.assert_close(got[name]["curve"]["loss"], ref["curve"]["loss"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got[name]["final"]["val_loss"], ref["final"]["val_loss"], rtol=1e-5, atol=1e-6)
+    results = list((out / "quant_pretraining" / "smoke").glob("*/results.json"))
+    assert len(results) == 1  # one report (rank 0's)
 
 
 def test_requeue_drill_resumes_to_the_same_weights(cluster, site, reference):
-    import json
-
     tic = time.perf_counter()
     job_id, log = launch(cluster, site, "drill", nodes=1, tasks=2, sleep=0.15)
     out, step_file = cluster.root / "drill", cluster.root / "drill" / "step"
@@ -344,8 +373,6 @@ def test_requeue_drill_resumes_to_the_same_weights(cluster, site, reference):
 
 
 def test_two_nodes_in_two_namespaces_talk_gloo(cluster, site, reference):
-    import json
-
     tic = time.perf_counter()
     job_id, log = launch(cluster, site, "two-nodes", nodes=2, tasks=1)
     cluster.wait_state(job_id, {"COMPLETED"}, 180, log)
