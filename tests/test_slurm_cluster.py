@@ -38,7 +38,7 @@ import torch
 from shared.environment import REPO_ROOT
 from shared.launch import SlurmJob, render_job, submit
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.slurm]
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "ip", "nsenter")
 STEPS = 40  # of the worker's fit, everywhere: every run below must end with the reference's weights
