@@ -126,9 +126,11 @@ def load_paper_config(cls: type[T], paper_dir: Path, args: ReproduceArgs) -> T:
         raise SystemExit(2) from exc
 
 
-def dry_run(cfg: Any, all_stages: Sequence[str], stages: set[str], paper: str | None = None) -> int:
+def dry_run(
+    cfg: Any, all_stages: Sequence[str], stages: set[str], paper: str | None = None, overrides: Sequence[str] = ()
+) -> int:
     """--dry-run: print the resolved config and the plan; for a GPU config with an `engine` section,
-    also the torchrun command and the sbatch script that launch it."""
+    also the torchrun command and the sbatch script that launch it (with the user's --set values)."""
     from shared.config import to_dict
 
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -139,7 +141,8 @@ def dry_run(cfg: Any, all_stages: Sequence[str], stages: set[str], paper: str | 
 
         gpus, nodes = engine.devices, engine.num_nodes
         print(f"\n# torchrun:\n{render_torchrun(paper, cfg.scale, gpus, nodes)}")
-        print(f"\n# sbatch script:\n{render_slurm(SlurmJob(paper, cfg.scale, gpus=gpus, nodes=nodes))}", end="")
+        job = SlurmJob(paper, cfg.scale, gpus=gpus, nodes=nodes, overrides=list(overrides))
+        print(f"\n# sbatch script:\n{render_slurm(job)}", end="")
     plan = getattr(cfg, "launch_plan", None)
     if callable(plan) and plan():  # a config that launches itself otherwise (e.g. a SLURM array over a grid)
         print(f"\n{plan()}", end="")
@@ -161,7 +164,7 @@ def begin(
         return int(exc.code or 2)
     chosen = set(args.stages or stages)
     if args.dry_run:
-        return dry_run(cfg, stages, chosen, paper_dir.name)
+        return dry_run(cfg, stages, chosen, paper_dir.name, args.overrides)
     return args, cfg, chosen
 
 

@@ -254,9 +254,12 @@ def test_torchrun_command_one_and_many_nodes():
 
 def test_dry_run_of_a_gpu_engine_config_prints_its_launchers():
     out = subprocess.run(
-        [sys.executable, "-m", "papers.quant_pretraining.reproduce", "--scale", "full", "--dry-run"],
+        [sys.executable, "-m", "papers.quant_pretraining.reproduce", "--scale", "full", "--dry-run",
+         "--set", "train.lr=0.001"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "torchrun --nnodes=1 --nproc_per_node=4 --standalone -m papers.quant_pretraining.reproduce" in out
     script = out[out.index("#!/bin/bash") :]
-    assert directives(script)["gpus-per-node"] == "4" and srun_argv(script)[-1] == "--publish"
+    argv = srun_argv(script)
+    assert directives(script)["gpus-per-node"] == "4" and argv[-1] == "--publish"
+    assert "train.lr=0.001" in argv  # the user's --set values reach the job it prints
