@@ -1,6 +1,6 @@
 """bf16 vs FP8 training steps at GPT-2 S/M/L/XL shapes on one GPU, with MFU: the prepared device check.
 
-For each size (T = 1024, 16,384 tokens per optimizer step, micro-batches of 16 or 8 sequences), one full
+For each size, largest first (T = 1024, 16,384 tokens per optimizer step, micro-batches of 16 or 8), one full
 training step (forward, backward, AdamW fused) is timed for:
   bf16          bf16 autocast, every GEMM in bf16 (the reference);
   fp8_torchao   torchao.float8 tensorwise dynamic scaling on every nn.Linear (the library fast path), when
@@ -10,7 +10,8 @@ training step (forward, backward, AdamW fused) is timed for:
 Blocks are compiled one by one (regional compilation: one compile serves every block), the same for every
 variant. MFU = tokens/s x 6N+12LTd FLOPs per token over the H200's dense bf16 peak (989 TFLOP/s, datasheet),
 and against the card's measured bf16 matmul ceiling from ../shared/bench/h200-anchors.json (782 TFLOP/s).
-A time budget (default 270 s) skips what does not fit and says so; everything runs in well under 5 minutes.
+A time budget (default: start nothing after 220 s) skips what does not fit and says so, so the whole
+script ends within 5 minutes; a variant whose compilation fails is measured eager and says why.
 
 python -m papers.quant_pretraining.gpu_fp8_step --out $OUT/gpu_fp8_step.json [--torchao-path DIR]
 python -m papers.quant_pretraining.gpu_fp8_step --dry-run   # tiny shapes on the CPU: checks every path runs
@@ -31,11 +32,11 @@ from papers.quant_pretraining.configurations import get_configuration
 from papers.quant_pretraining.model import GPT, GPTConfig, lm_loss
 from papers.quant_pretraining.quantize import quantize_linears
 
-SIZES = {  # name: (n_layer, n_embd, n_head, micro_batch); 16 x 1024 = 16,384 tokens per step
-    "gpt2-s": (12, 768, 12, 16),
-    "gpt2-m": (24, 1024, 16, 16),
+SIZES = {  # name: (n_layer, n_embd, n_head, micro_batch); 16 x 1024 = 16,384 tokens per step. Largest first:
+    "gpt2-xl": (48, 1600, 25, 8),  # where FP8 can pay off, so a spent time budget skips the small ones
     "gpt2-l": (36, 1280, 20, 8),
-    "gpt2-xl": (48, 1600, 25, 8),
+    "gpt2-m": (24, 1024, 16, 16),
+    "gpt2-s": (12, 768, 12, 16),
 }
 VARIANTS = ("bf16", "fp8_torchao", "fp8_ours")
 H200_BF16_PEAK = 989.0  # TFLOP/s dense bf16, datasheet (H100/H200 SXM)
@@ -81,6 +82,21 @@ def time_steps(model: GPT, tokens: torch.Tensor, micro: int, accum: int, steps: 
     return {"step_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "loss": float(loss.detach())}
 
 
+def measure(variant: str, shape: tuple, tokens: torch.Tensor, micro: int, accum: int, steps: int, warmup: int,
+            compiled: bool) -> tuple[GPT, dict]:  # fmt: skip
+    """Build the variant's model (blocks compiled one by one when `compiled`) and time its steps."""
+    n_layer, n_embd, n_head, seq, vocab, device = shape
+    torch.manual_seed(0)
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    model = build(variant, n_layer, n_embd, n_head, seq, vocab, device)
+    if compiled:
+        for block in model.blocks:
+            block.compile()
+    return model, time_steps(model, tokens, micro, accum, steps, warmup, device)
+
+
 def peaks() -> dict:
     """The MFU denominators: the datasheet peak and the card's measured bf16 matmul ceiling."""
     measured = json.loads(ANCHORS.read_text())["bf16_matmul_tflops"] if ANCHORS.is_file() else H200_MEASURED_BF16
@@ -94,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--budget-s", type=float, default=270.0, help="skip what would start after this")
+    parser.add_argument("--budget-s", type=float, default=220.0, help="start nothing after this many seconds")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--torchao-path", default=None, help="folder holding an unpacked torchao wheel")
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU, eager: checks the paths")
@@ -141,16 +157,20 @@ def main(argv: list[str] | None = None) -> int:
                 row["skipped"] = "torchao not importable (carry an unpacked torchao==0.18.0 wheel, --torchao-path)"
                 continue
             try:
-                torch.manual_seed(0)
-                model = build(variant, n_layer, n_embd, n_head, seq, vocab, device)
-                if not args.no_compile and not args.dry_run:
-                    for block in model.blocks:
-                        block.compile()
-                flops = model.flops_per_token(seq)
-                if device == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
                 steps, warmup = (1, 1) if args.dry_run else (args.steps, args.warmup)
-                row.update(time_steps(model, tokens, micro, accum, steps, warmup, device))
+                compiled = not args.no_compile and not args.dry_run
+                shape = (n_layer, n_embd, n_head, seq, vocab, device)
+                try:
+                    model, timing = measure(variant, shape, tokens, micro, accum, steps, warmup, compiled)
+                except Exception as exc:  # noqa: BLE001 - a compile failure: measure eager, and say so
+                    if not compiled:
+                        raise
+                    row["compile_error"] = f"{type(exc).__name__}: {exc}"[:300]
+                    compiled = False
+                    model, timing = measure(variant, shape, tokens, micro, accum, steps, warmup, compiled)
+                row["compiled"] = compiled
+                row.update(timing)
+                flops = model.flops_per_token(seq)
                 row["tok_s"] = 16 * seq / row["step_s"]
                 row["model_tflops"] = row["tok_s"] * flops / 1e12
                 for key, peak in result["peaks"].items():
