@@ -1,14 +1,18 @@
 """Speed and memory of quantized pre-training, as ratios measured in one run on this machine.
 
-1. Fake-quant overhead: tokens/s of each configuration's training step against the baseline's.
+1. Fake-quant overhead: tokens/s of each configuration's training step against the baseline's, in
+   interleaved rounds (every configuration once per round, the order rotated) so that a load change on a
+   shared machine hits all of them alike; each figure is the median over rounds with its min-max spread.
 2. The engine (shared/engine.py on Lightning Fabric) against a plain PyTorch loop of the same model,
    optimizer and batches (target: the engine costs at most 5%).
-3. The W8A8 forward GEMM: fp32 matmul vs int8 (torch._int_mm) and FP8 (torch._scaled_mm), with and
-   without quantizing the operands first.
+3. The 8-bit GEMMs: the reference matmul vs int8 (torch._int_mm) and FP8 (torch._scaled_mm, e4m3 x e4m3 as
+   in the forward, e5m2 x e4m3 as in the backward), with and without quantizing the operands first; also
+   interleaved with their spread. Every CPU figure carries the CPU it was measured on: CPU int8/FP8 speed
+   depends on the CPU (AVX512-VNNI, AMX) and on torch's kernels for it, not on the method.
 4. Optimizer-state memory: fp32 AdamW, the authors' quantized states (stored dequantized in fp32, so
    no saving) and bitsandbytes' 8-bit AdamW.
 
-python -m papers.quant_pretraining.bench [--steps 12] [--out papers/quant_pretraining/results/bench.json]
+python -m papers.quant_pretraining.bench [--steps 4] [--rounds 3] [--out papers/quant_pretraining/results/bench.json]
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from papers.quant_pretraining.quantize import FP8_MAX, QuantSpec, int8_linear
 from papers.quant_pretraining.train import build_model
 from shared.config import load_config
 from shared.engine import LoopConfig, fit, make_fabric
-from shared.environment import describe
+from shared.environment import cpu_flags, cpu_model, describe, torch_cpu_capability
 from shared.io import atomic_write_json
 from shared.progress import get_logger, setup_logging
 
@@ -40,6 +44,7 @@ PAPER_DIR = Path(__file__).resolve().parent
 OVERHEAD = [
     "baseline", "w8_per_channel", "a8_per_token", "g8_per_token", "w8a8_per_token", "w8a8g8_per_token",
     "w4_per_channel", "m8_per_channel", "v8_per_channel", "adamw_bnb_8bit", "w8a8_int8_gemm", "w8a8_fp8_gemm",
+    "fp8_train", "fp8_train_fake", "fp8_torchao",
 ]  # fmt: skip
 log = get_logger("quant_pretraining.bench")
 
@@ -79,19 +84,50 @@ def plain_step(cfg: Config, model, opt, batch, device: str) -> None:  # noqa: AN
     opt.zero_grad(set_to_none=True)
 
 
-def step_times(cfg: Config, name: str, steps: int, warmup: int = 3) -> list[float]:
-    """Seconds per optimizer step (forward, backward, clip, step) of configuration `name`."""
+def cpu_label() -> str:
+    """The CPU a figure was measured on, with the features that decide CPU int8/FP8/bf16 GEMM speed."""
+    flags = set(cpu_flags())
+    feats = [f for f in ("avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "avx2") if f in flags]
+    return f"{cpu_model()} (torch kernels {torch_cpu_capability()}; {', '.join(feats) or 'no AVX2'})"
+
+
+def spread(values: list[float]) -> dict:
+    """Median and min-max of repeated measurements."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def available(name: str) -> str | None:
+    """None when configuration `name` can run here, else why not (torchao is an optional extra)."""
+    if get_configuration(name).gemm == "torchao":
+        try:
+            import torchao.float8  # noqa: F401
+        except ImportError:
+            return "torchao not installed (optional: pip install --no-deps torchao==0.18.0)"
+    return None
+
+
+def interleaved_steps(cfg: Config, names: list[str], steps: int, rounds: int, warmup: int = 2) -> dict:
+    """Seconds per optimizer step of each configuration, measured in `rounds` interleaved rounds of `steps`
+    steps each (the order rotated every round); per configuration the median step time of each round."""
     device = device_of(cfg)
-    model, opt, batches = _setup(cfg, name, device)
-    times = []
-    for step in range(warmup + steps):
-        _sync(device)
-        tic = time.perf_counter()
-        plain_step(cfg, model, opt, batches(step, 0, 0, 1), device)
-        _sync(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - tic)
-    return times
+    setups = {name: _setup(cfg, name, device) for name in names}
+    for model, opt, batches in setups.values():
+        for step in range(warmup):
+            plain_step(cfg, model, opt, batches(step, 0, 0, 1), device)
+    per_round: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            model, opt, batches = setups[name]
+            times = []
+            for step in range(steps):
+                _sync(device)
+                tic = time.perf_counter()
+                plain_step(cfg, model, opt, batches(warmup + r * steps + step, 0, 0, 1), device)
+                _sync(device)
+                times.append(time.perf_counter() - tic)
+            per_round[name].append(statistics.median(times))
+    return per_round
 
 
 def engine_vs_plain(cfg: Config, steps: int, rounds: int = 3) -> dict:
@@ -137,47 +173,46 @@ def peak_tflops() -> float:
     return 312.0 if "A100" in name else 989.0
 
 
-def _median_time(fn, repeats: int = 5, warmup: int = 1) -> float:  # noqa: ANN001
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tic)
-    return statistics.median(times)
-
-
-def gemm_ratios(shapes: list[tuple[int, int, int]], device: str = "cpu") -> list[dict]:
-    """The reference matmul (fp32 on CPU, bf16 on GPU) vs 8-bit GEMMs at (M tokens, K in, N out), with
-    and without quantizing the operands first."""
+def gemm_ratios(shapes: list[tuple[int, int, int]], device: str = "cpu", rounds: int = 5) -> list[dict]:
+    """The reference matmul (fp32 on CPU, bf16 on GPU) vs 8-bit GEMMs at (M tokens, K in, N out), with and
+    without quantizing the operands first: interleaved rounds, each variant timed once per round; speed-ups
+    are per-round ratios to the reference of the same round (median and min-max)."""
     spec = QuantSpec(8, "row")
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    rows, one = [], torch.ones(1, device=device)
-
-    def timed(fn) -> float:  # noqa: ANN001
-        def synced() -> None:
-            fn()
-            _sync(device)
-
-        return _median_time(synced)
-
+    rows, one = [], torch.ones((), device=device)
+    where = torch.cuda.get_device_name() if device == "cuda" else cpu_label()
     for m, k, n in shapes:
         x, w = torch.randn(m, k, device=device, dtype=dtype), torch.randn(n, k, device=device, dtype=dtype)
+        g = torch.randn(m, n, device=device, dtype=dtype)
         xi = torch.randint(-127, 128, (m, k), dtype=torch.int8, device=device)
         wi = torch.randint(-127, 128, (n, k), dtype=torch.int8, device=device)
         x8, w8 = (x.float() / 4).to(torch.float8_e4m3fn), (w.float() / 4).to(torch.float8_e4m3fn)
-        ref = timed(lambda x=x, w=w: x @ w.T)
-        int_only = timed(lambda xi=xi, wi=wi: torch._int_mm(xi, wi.t()))
-        int_full = timed(lambda x=x, w=w: int8_linear(x, w, spec, spec))
-        fp8_only = timed(
-            lambda a=x8, b=w8: torch._scaled_mm(a, b.t(), scale_a=one, scale_b=one, out_dtype=torch.float32)
-        )
-        rows.append({
-            "shape": [m, k, n], "reference": str(dtype).removeprefix("torch."), "reference_ms": ref * 1e3,
-            "int8_gemm_speedup": ref / int_only, "int8_with_quantization_speedup": ref / int_full,
-            "fp8_gemm_speedup": ref / fp8_only, "fp8_max": FP8_MAX,
-        })  # fmt: skip
+        g8, wt8 = (g.float() / 4).to(torch.float8_e5m2), w8.t().contiguous()
+        variants = {
+            "reference": lambda x=x, w=w: x @ w.T,
+            "int8_gemm": lambda xi=xi, wi=wi: torch._int_mm(xi, wi.t()),
+            "int8_with_quantization": lambda x=x, w=w: int8_linear(x, w, spec, spec),
+            "fp8_gemm": lambda a=x8, b=w8: torch._scaled_mm(a, b.t(), scale_a=one, scale_b=one, out_dtype=dtype),
+            "fp8_e5m2_grad_input_gemm": lambda a=g8, b=wt8: torch._scaled_mm(
+                a, b.t(), scale_a=one, scale_b=one, out_dtype=dtype
+            ),
+        }
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        for fn in variants.values():  # warm-up
+            fn()
+        for _ in range(rounds):
+            for name, fn in variants.items():
+                _sync(device)
+                tic = time.perf_counter()
+                fn()
+                _sync(device)
+                times[name].append(time.perf_counter() - tic)
+        row = {"shape": [m, k, n], "measured_on": where, "reference": str(dtype).removeprefix("torch."),
+               "reference_ms": spread([t * 1e3 for t in times["reference"]]), "fp8_max": FP8_MAX}  # fmt: skip
+        for name in variants:
+            if name != "reference":
+                row[f"{name}_speedup"] = spread([r / t for r, t in zip(times["reference"], times[name], strict=True)])
+        rows.append(row)
     return rows
 
 
@@ -197,7 +232,8 @@ def optimizer_state_bytes(cfg: Config) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m papers.quant_pretraining.bench", description=__doc__)
     parser.add_argument("--scale", default="mini", help="config whose model and batch shapes are measured")
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=4, help="steps per configuration per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the spread is over rounds)")
     parser.add_argument("--out", type=Path, default=PAPER_DIR / "results" / "bench.json")
     args = parser.parse_args(argv)
     setup_logging()
@@ -205,31 +241,43 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.engine.threads:
         torch.set_num_threads(cfg.engine.threads)
     tokens = cfg.train.batch_size * cfg.data.seq_len
+    names = [n for n in OVERHEAD if available(n) is None]
+    skipped = {n: why for n in OVERHEAD if (why := available(n)) is not None}
+    per_round = interleaved_steps(cfg, names, args.steps, args.rounds)
     overhead = {}
-    for name in OVERHEAD:
-        t = statistics.median(step_times(cfg, name, args.steps))
-        overhead[name] = {"step_s": t, "tok_s": tokens / t}
-        log.info("%-20s %8.0f tok/s", name, tokens / t)
-    base = overhead["baseline"]["tok_s"]
-    for v in overhead.values():
-        v["slowdown_vs_baseline"] = base / v["tok_s"]
-    engine = engine_vs_plain(cfg, args.steps)
+    for name in names:
+        ratios = [t / b for t, b in zip(per_round[name], per_round["baseline"], strict=True)]
+        overhead[name] = {
+            "tok_s": spread([tokens / t for t in per_round[name]]),
+            "slowdown_vs_baseline": spread(ratios),  # per round: step time / the baseline's of the same round
+        }
+        log.info("%-20s %8.0f tok/s, %.2fx the baseline's step time (%.2f-%.2f)", name,
+                 overhead[name]["tok_s"]["median"], *(spread(ratios)[k] for k in ("median", "min", "max")))  # fmt: skip
+    engine = engine_vs_plain(cfg, max(args.steps, 8))
     log.info("engine / plain loop tokens/s: %.3f", engine["engine_over_plain"])
     shapes = [(2048, 128, 512), (2048, 768, 3072)]  # the mini and GPT-2 small fc1 shapes
     if device_of(cfg) == "cuda":  # and GPT-2 large / XL fc1 at 32k tokens, where FP8 can pay off
         shapes += [(32768, 1280, 5120), (32768, 1600, 6400)]
     gemm = gemm_ratios(shapes, device_of(cfg))
     for row in gemm:
-        log.info("GEMM %s: int8 %.2fx (with quantization %.2fx), fp8 %.2fx vs %s", row["shape"],
-                 row["int8_gemm_speedup"], row["int8_with_quantization_speedup"], row["fp8_gemm_speedup"],
-                 row["reference"])  # fmt: skip
+        log.info("GEMM %s on %s: int8 %.2fx (with quantization %.2fx), fp8 %.2fx, fp8 e5m2 grad %.2fx vs %s",
+                 row["shape"], row["measured_on"], row["int8_gemm_speedup"]["median"],
+                 row["int8_with_quantization_speedup"]["median"], row["fp8_gemm_speedup"]["median"],
+                 row["fp8_e5m2_grad_input_gemm_speedup"]["median"], row["reference"])  # fmt: skip
     states = optimizer_state_bytes(cfg)
+    env = describe()
     result = {
-        "machine": describe()["machine"],
+        "machine": env["machine"],
+        "cpu": cpu_label(),
+        "cpu_flags": env.get("cpu_flags", []),
+        "torch": torch.__version__,
         "scale": args.scale,
         "threads": torch.get_num_threads(),
         "tokens_per_step": tokens,
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
         "overhead": overhead,
+        "overhead_skipped": skipped,
         "engine_vs_plain": engine,
         "gemm": gemm,
         "optimizer_state_bytes": states,

@@ -69,6 +69,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    # --- issue 20: rows run at the first seed only (no target rests on them), so the seeds go where the
+    # targets need a noise band; every other configuration runs at each of `seeds`.
+    one_seed: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         unknown = [c for c in self.configurations if c not in CONFIGURATIONS]
@@ -76,6 +79,9 @@ class Config:
             raise ConfigError(f"configurations: unknown {unknown}; valid: {', '.join(CONFIGURATIONS)}")
         if "baseline" not in self.configurations:
             raise ConfigError("configurations: every comparison is against 'baseline'; add it")
+        stray = [c for c in self.one_seed if c not in self.configurations or c == "baseline"]
+        if stray:
+            raise ConfigError(f"one_seed: {stray} are not among the non-baseline configurations")
         t = self.train
         world = self.engine.devices * self.engine.num_nodes
         if t.batch_size % (t.micro_batch * world):
@@ -92,7 +98,8 @@ class Config:
         return self.train.batch_size // (self.train.micro_batch * self.engine.devices * self.engine.num_nodes)
 
     def runs(self) -> list[tuple[str, int]]:
-        """(configuration, seed) pairs in run order: every configuration at each seed, then the
-        extra baseline seeds."""
-        pairs = [(c, s) for s in self.seeds for c in self.configurations]
+        """(configuration, seed) pairs in run order: every configuration at each seed (those in `one_seed` at
+        the first only), then the extra baseline seeds."""
+        first = self.seeds[0] if self.seeds else None
+        pairs = [(c, s) for s in self.seeds for c in self.configurations if s == first or c not in self.one_seed]
         return pairs + [("baseline", s) for s in self.baseline_seeds if s not in self.seeds]

@@ -22,9 +22,11 @@ import torch
 
 Granularity = Literal["tensor", "row", "column"]
 GRANULARITIES = ("tensor", "row", "column")
-Gemm = Literal["fake", "int8", "fp8"]
-GEMMS = ("fake", "int8", "fp8")
+Gemm = Literal["fake", "int8", "fp8", "fp8_train", "fp8_train_fake"]
+GEMMS = ("fake", "int8", "fp8", "fp8_train", "fp8_train_fake")
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
+E5M2_MAX = 57344.0  # largest finite float8_e5m2 (gradients: more range, less precision)
+AMAX_HISTORY = 16  # delayed scaling: the scale comes from the max of the last 16 amaxes (torchao's old default)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,87 @@ def _real_gemm_ok(gemm: str, w: QuantSpec | None, a: QuantSpec | None) -> bool:
     return True
 
 
+# ---- FP8 training (beyond the paper): every GEMM of the layer in float8, delayed per-tensor scaling ----------
+# Roles of the amax history: 0 = input X (e4m3), 1 = weight W (e4m3), 2 = output gradient G (e5m2).
+_FP8_ROLES = ((torch.float8_e4m3fn, FP8_MAX), (torch.float8_e4m3fn, FP8_MAX), (torch.float8_e5m2, E5M2_MAX))
+
+
+def _fp8_cast(x: torch.Tensor, history: torch.Tensor, role: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cast `x` to its role's FP8 type with a delayed scale: the max of the amax history (the previous calls'
+    amaxes), or this call's amax on the first call. Records this call's amax. Values beyond the delayed
+    range saturate, as in Transformer Engine. Returns (x8, dequantization scale, a 0-dim fp32 tensor)."""
+    dtype, fmax = _FP8_ROLES[role]
+    amax = x.detach().abs().amax().float()
+    past = history[role].amax()
+    scale = torch.where(past > 0, past, amax).clamp_min(1e-12) / fmax
+    x8 = (x.float() / scale).clamp(-fmax, fmax).to(dtype)
+    history[role] = torch.roll(history[role], 1)
+    history[role, 0] = amax
+    return x8, scale
+
+
+def _fp8_mm(a8: torch.Tensor, sa: torch.Tensor, b8: torch.Tensor, sb: torch.Tensor, out_dtype: torch.dtype,
+            simulate: bool) -> torch.Tensor:  # fmt: skip
+    """(a8 · sa) @ (b8 · sb)ᵀ: torch._scaled_mm (row-major first operand, column-major second, as the GPU
+    kernels need), or the same arithmetic in fp32 when `simulate` (the fake-quant reference)."""
+    if simulate:
+        return ((a8.float() * sa) @ (b8.float() * sb).t()).to(out_dtype)
+    return torch._scaled_mm(a8.contiguous(), b8.contiguous().t(), scale_a=sa, scale_b=sb, out_dtype=out_dtype)
+
+
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype:
+    """The output dtype a matmul has here: the autocast dtype inside autocast (bf16), else x's."""
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+
+
+class _Fp8TrainFn(torch.autograd.Function):
+    """FP8 training of one linear layer: Y = X8 W8ᵀ (e4m3 x e4m3), grad_X = G8 W8 (e5m2 x e4m3) and
+    grad_W = G8ᵀ X8 (e5m2 x e4m3), each operand per-tensor with a delayed scale; the FP8 copies of X and W
+    are what backward keeps (half of bf16's activation memory). Outputs in the autocast dtype (bf16 under
+    bf16 autocast). A deviation from the paper, whose recipe is integer fake quantization of the forward GEMM
+    and the weight gradient only: this is the recipe FP8 hardware runs (Transformer Engine, torchao)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, history, simulate):  # noqa: ANN001 - autograd signature
+        out_dtype = _autocast_dtype(x)
+        x2 = x.reshape(-1, x.shape[-1])
+        with torch.no_grad():
+            x8, sx = _fp8_cast(x2, history, 0)
+            w8, sw = _fp8_cast(weight, history, 1)
+        out = _fp8_mm(x8, sx, w8, sw, out_dtype, simulate)
+        if bias is not None:
+            out = out + bias.to(out_dtype)
+        ctx.save_for_backward(x8, sx, w8, sw)
+        ctx.history = history  # not saved: the next forward updates it in place before this backward runs
+        ctx.meta = (x.shape, x.dtype, weight.dtype, bias is not None, simulate)
+        return out.reshape(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: ANN001
+        x8, sx, w8, sw = ctx.saved_tensors
+        history = ctx.history
+        x_shape, x_dtype, w_dtype, has_bias, simulate = ctx.meta
+        g2 = grad_out.reshape(-1, grad_out.shape[-1])
+        with torch.no_grad():
+            g8, sg = _fp8_cast(g2, history, 2)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:  # G8 [M, N] @ W8 [N, K]: the second operand is W8ᵀ's transpose
+            grad_x = _fp8_mm(g8, sg, w8.t(), sw, grad_out.dtype, simulate).reshape(x_shape).to(x_dtype)
+        if ctx.needs_input_grad[1]:  # G8ᵀ [N, M] @ X8 [M, K]
+            grad_w = _fp8_mm(g8.t(), sg, x8.t(), sx, torch.float32, simulate).to(w_dtype)
+        if has_bias and ctx.needs_input_grad[2]:
+            grad_b = g2.float().sum(0).to(w_dtype)
+        return grad_x, grad_w, grad_b, None, None
+
+
+def fp8_train_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, history: torch.Tensor, simulate: bool = False
+) -> torch.Tensor:
+    """The FP8 training linear layer; `history` is the layer's [3, AMAX_HISTORY] amax buffer (updated in place)."""
+    return _Fp8TrainFn.apply(x, weight, bias, history, simulate)
+
+
 class _QuantLinearFn(torch.autograd.Function):
     """out = Q_a(X) Q_w(W)^T + b; grad_X = G W (full precision); grad_W = Q_g(G)^T X.
 
@@ -159,12 +242,14 @@ class QuantLinear(torch.nn.Linear):
         self.w_spec, self.a_spec, self.g_spec, self.gemm = w, a, g, gemm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gemm in ("fp8_train", "fp8_train_fake"):
+            return fp8_train_linear(x, self.weight, self.bias, self.fp8_amax, self.gemm == "fp8_train_fake")
         if self.w_spec is None and self.a_spec is None and self.g_spec is None:
             return super().forward(x)
         return quant_linear(x, self.weight, self.bias, self.w_spec, self.a_spec, self.g_spec, self.gemm)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, w={self.w_spec}, a={self.a_spec}, g={self.g_spec}"
+        return f"{super().extra_repr()}, w={self.w_spec}, a={self.a_spec}, g={self.g_spec}, gemm={self.gemm}"
 
 
 def quantize_linears(  # noqa: ANN001
@@ -185,6 +270,8 @@ def quantize_linears(  # noqa: ANN001
             q.in_features, q.out_features = child.in_features, child.out_features
             q.weight, q.bias = child.weight, child.bias
             q.w_spec, q.a_spec, q.g_spec, q.gemm = w, a, g, gemm
+            if gemm in ("fp8_train", "fp8_train_fake"):  # checkpointed with the model, so a resume is exact
+                q.register_buffer("fp8_amax", torch.zeros(3, AMAX_HISTORY, device=child.weight.device))
             setattr(model, name, q)
             count += 1
         else:

@@ -13,12 +13,14 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from papers.quant_pretraining.config import PAPER_DIR, Config  # noqa: E402
-from papers.quant_pretraining.configurations import CONFIGURATIONS, Configuration  # noqa: E402
+from papers.quant_pretraining.configurations import CONFIGURATIONS, FP8_TRAINING, Configuration  # noqa: E402
 from papers.quant_pretraining.quantize import QuantSpec  # noqa: E402
-from shared.results import Results, Table, Target  # noqa: E402
+from shared.metrics import t_interval  # noqa: E402
+from shared.results import Results, Table, Target, judged_target  # noqa: E402
 from shared.run import Run  # noqa: E402
 
 FIGURE = "loss_curves.png"
+GAP_FIGURE = "gap_over_training.png"
 GRAN = {"tensor": "tensor", "row": "row", "column": "col"}
 
 
@@ -44,23 +46,74 @@ def deltas(outputs: dict, name: str, vocab_size: int) -> list[float]:
     ]
 
 
+def target_values(measure: dict, outputs: dict, vocab_size: int) -> tuple[list[float], bool]:
+    """The per-seed values of one target's measure, and whether they are paired differences (which get a t
+    interval over seeds). delta: Δ of a configuration; delta_diff: Δa − Δb at the same seed; noise: the
+    spread (max − min) of the baseline's val loss over its seeds, one value."""
+    kind = measure["kind"]
+    if kind == "delta":
+        return deltas(outputs, measure["configuration"], vocab_size), True
+    if kind == "delta_diff":
+        a = dict(zip(_seeds(outputs, measure["a"]), deltas(outputs, measure["a"], vocab_size), strict=True))
+        b = dict(zip(_seeds(outputs, measure["b"]), deltas(outputs, measure["b"], vocab_size), strict=True))
+        return [a[s] - b[s] for s in sorted(a.keys() & b.keys())], True
+    if kind == "noise":
+        base = [val_loss(o, vocab_size) for (n, _), o in outputs.items() if n == "baseline"]
+        return ([max(base) - min(base)] if len(base) > 1 else []), False
+    raise ValueError(f"measure kind {kind!r}; valid: delta, delta_diff, noise")
+
+
+def _seeds(outputs: dict, name: str) -> list[int]:
+    return [s for s in sorted(s for (n, s) in outputs if n == name) if ("baseline", s) in outputs]
+
+
 def evaluate_targets(specs: list[dict], outputs: dict, vocab_size: int) -> list[Target]:
+    """Each target judged on its per-seed values; a difference measured at two or more seeds carries the 95%
+    t interval of its mean (shared.metrics.t_interval), so a margin the seeds cannot settle reads "not
+    resolvable"."""
     targets = []
     for spec in specs:
-        m = spec["measure"]
-        if m["kind"] == "delta":
-            values = deltas(outputs, m["configuration"], vocab_size)
-        elif m["kind"] == "delta_diff":
-            a, b = deltas(outputs, m["a"], vocab_size), deltas(outputs, m["b"], vocab_size)
-            values = [x - y for x, y in zip(a, b, strict=False)] if a and b else []
-        else:  # noise: spread of the baseline over seeds
-            base = [val_loss(o, vocab_size) for (n, _), o in outputs.items() if n == "baseline"]
-            values = [max(base) - min(base)] if len(base) > 1 else []
-        fields = {k: v for k, v in spec.items() if k != "measure"}
-        mean = float(np.mean(values)) if values else None
-        std = float(np.std(values)) if values else None
-        targets.append(Target(**fields, mean=mean, std=std, n=len(values)).judge())
+        values, paired = target_values(spec["measure"], outputs, vocab_size)
+        ci = t_interval(values) if paired and len(values) >= 2 else None
+        targets.append(judged_target({k: v for k, v in spec.items() if k != "measure"}, values, ci))
     return targets
+
+
+def _ci_cell(values: list[float]) -> str:
+    """ "+0.057 ± 0.004": the mean and the half-width of its 95% t interval (one seed: the value alone)."""
+    if not values:
+        return "–"
+    if len(values) < 2:
+        return f"{values[0]:+.3f}"
+    lo, hi = t_interval(values)
+    return f"{np.mean(values):+.3f} ± {(hi - lo) / 2:.3f}"
+
+
+def gap_table(outputs: dict, names: list[str]) -> Table:
+    """Δ val loss vs the baseline of the same seed at every evaluation step: how each gap evolves with
+    training length (the same run read at its checkpoints, not shorter runs)."""
+    steps = sorted({e["step"] for o in outputs.values() for e in o["evals"]})
+    rows = []
+    for name in names:
+        if name == "baseline":
+            continue
+        seeds = _seeds(outputs, name)
+        row: list = [name, len(seeds)]
+        for step in steps:
+            vals = []
+            for s in seeds:
+                a = {e["step"]: e["val_loss"] for e in outputs[(name, s)]["evals"]}
+                b = {e["step"]: e["val_loss"] for e in outputs[("baseline", s)]["evals"]}
+                if step in a and step in b and math.isfinite(a[step]):
+                    vals.append(a[step] - b[step])
+            row.append(_ci_cell(vals))
+        rows.append(row)
+    return Table(
+        "Δ val loss vs the baseline of the same seed at each evaluation step (mean ± half-width of the 95% t "
+        "interval over seeds): how the gap grows or closes with training length",
+        ["configuration", "seeds", *(f"step {s}" for s in steps)],
+        rows,
+    )
 
 
 def _row(c: Configuration, outs: list[dict], base: list[dict], vocab_size: int, registers: list[str]) -> list:
@@ -72,9 +125,12 @@ def _row(c: Configuration, outs: list[dict], base: list[dict], vocab_size: int, 
     speed = np.mean([o["tokens_per_s"] for o in outs])
     ppl = [f"{np.mean([math.exp(min(o['final'][f'val_loss_{r}'], 50)) for o in outs]):.1f}" for r in registers]
     unstable = "diverged" if any(o["diverged"] for o in outs) else f"{max(o['max_loss_spike'] for o in outs):.2f}"
+    w, a, g = (
+        (_spec(c.w), _spec(c.a), _spec(c.g)) if c.gemm not in FP8_TRAINING else ("fp8 e4m3", "fp8 e4m3", "fp8 e5m2")
+    )
     return [
-        c.name, _spec(c.w), _spec(c.a), _spec(c.g), states,
-        f"{np.mean(loss):.3f}", f"{np.mean(d):+.3f}" if d else "–", *ppl,
+        c.name, w, a, g, states,
+        len(outs), f"{np.mean(loss):.3f}", _ci_cell(d), *ppl,
         f"{speed:,.0f}", unstable,
     ]  # fmt: skip
 
@@ -91,8 +147,6 @@ def _figure(run: Run, outputs: dict, names: list[str]) -> str:
             seed = min(s for (n, s) in outputs if n == name)
             if c.group == group:
                 ax.plot(*_smooth(outputs[(name, seed)]["curve"]), lw=1.2, label=name)
-        if group == "real low precision" and ("w8a8_per_token", 0) in outputs:  # its fake-quant twin
-            ax.plot(*_smooth(outputs[("w8a8_per_token", 0)]["curve"]), "--", lw=1.2, label="w8a8_per_token (fake)")
         ax.set_title(group)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
@@ -103,6 +157,34 @@ def _figure(run: Run, outputs: dict, names: list[str]) -> str:
     fig.savefig(run.dir / FIGURE, dpi=110)
     plt.close(fig)
     return FIGURE
+
+
+def _gap_figure(run: Run, outputs: dict, names: list[str]) -> str:
+    """Δ val loss vs the baseline at each evaluation step, mean and 95% t interval over seeds."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name in names:
+        seeds = _seeds(outputs, name)
+        if name == "baseline" or not seeds:
+            continue
+        steps = [e["step"] for e in outputs[(name, seeds[0])]["evals"]]
+        d = np.array([[a["val_loss"] - b["val_loss"] for a, b in zip(outputs[(name, s)]["evals"],
+                       outputs[("baseline", s)]["evals"], strict=True)] for s in seeds])  # fmt: skip
+        mean = d.mean(0)
+        line = ax.plot(steps, mean, marker="o", ms=3, label=f"{name} ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
+        if len(seeds) > 1:
+            band = np.array([t_interval(col) for col in d.T])
+            ax.fill_between(steps, band[:, 0], band[:, 1], color=line[0].get_color(), alpha=0.2)
+    ax.axhline(0.05, color="grey", ls="--", lw=1)
+    ax.axhline(-0.05, color="grey", ls="--", lw=1)
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_xlabel("step")
+    ax.set_ylabel("Δ val loss vs baseline (nats)")
+    ax.set_title("The gap over training (bands: 95% t interval over seeds; dashed: the ±0.05 margin)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(run.dir / GAP_FIGURE, dpi=110)
+    plt.close(fig)
+    return GAP_FIGURE
 
 
 def _smooth(curve: dict, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -119,29 +201,31 @@ def write_report(run: Run, cfg: Config, outputs: dict, command: str) -> Results:
     names = [n for n in cfg.configurations if any(k[0] == n for k in outputs)]
     rows = []
     for name in names:
-        seeds = sorted(s for (n, s) in outputs if n == name)
-        base = [outputs[("baseline", s)] for s in seeds if ("baseline", s) in outputs]
+        seeds = _seeds(outputs, name)
+        base = [outputs[("baseline", s)] for s in seeds]
         rows.append(_row(CONFIGURATIONS[name], [outputs[(name, s)] for s in seeds], base, vocab, registers))
     for (n, s), o in sorted(outputs.items()):
         if n == "baseline" and s not in cfg.seeds:
             rows.append(_row(CONFIGURATIONS[n], [o], [], vocab, registers))
             rows[-1][0] = f"baseline (seed {s})"
-    columns = ["configuration", "W", "A", "G", "Adam states", "val loss", "Δ vs baseline",
+    columns = ["configuration", "W", "A", "G", "Adam states", "seeds", "val loss", "Δ vs baseline (95% CI)",
                *(f"ppl {r}" for r in registers), "tok/s (shared CPU)", "max spike"]  # fmt: skip
     table = Table(
         f"Final validation loss after {cfg.train.steps} steps x {cfg.train.batch_size} x {cfg.data.seq_len} "
-        f"tokens (seeds {cfg.seeds}); Δ vs the baseline of the same seed; max spike = largest rise of the "
-        "training loss above its 10-step running minimum after the first 10% of training",
+        f"tokens (seeds {cfg.seeds}; {', '.join(cfg.one_seed) or 'none'} at the first only); Δ vs the baseline of "
+        "the same seed, mean ± half-width of the 95% t interval over seeds; val loss and perplexities are means over "
+        "seeds; max spike = largest rise of the training loss above its 10-step running minimum after the first "
+        "10% of training",
         columns,
         rows,
     )
-    figures = [_figure(run, outputs, names)] if outputs else []
+    figures = [_figure(run, outputs, names), _gap_figure(run, outputs, names)] if outputs else []
     p = next(iter(outputs.values()))["params"] if outputs else 0
     corpus = ", ".join(cfg.data.prose_sources) if cfg.data.source == "prose" else cfg.data.hf_dataset
     results = run.new_results(
         command,
         evaluate_targets(meta["targets"], outputs, vocab),
-        tables={"configurations": table},
+        tables={"configurations": table, "gap_over_training": gap_table(outputs, names)},
         figures=figures,
         notes=[
             f"GPT-2 architecture, {cfg.model.n_layer} layers x {cfg.model.n_embd} wide, {cfg.model.n_head} heads, "

@@ -25,10 +25,27 @@ from shared.seeding import seed_everything
 def build_model(cfg: Config, vocab_size: int, configuration: Configuration) -> GPT:
     m = cfg.model
     model = GPT(GPTConfig(vocab_size, cfg.data.seq_len, m.n_layer, m.n_head, m.n_embd, m.dropout))
-    if configuration.quantizes_layers:
-        skip = () if configuration.head else ("lm_head",)
-        c = configuration
-        quantize_linears(model, c.w, c.a, c.g, c.gemm, skip)  # type: ignore[arg-type]
+    c = configuration
+    if c.gemm == "torchao":
+        to_torchao_float8(model, c.head)
+    elif c.quantizes_layers:
+        quantize_linears(model, c.w, c.a, c.g, c.gemm, () if c.head else ("lm_head",))  # type: ignore[arg-type]
+    return model
+
+
+def to_torchao_float8(model: GPT, head: bool) -> GPT:
+    """torchao's float8 training (tensorwise dynamic scaling, e4m3 forward / e5m2 gradients) on every
+    nn.Linear, the LM head included when `head`: the library path beside our own FP8 layer. torchao is an
+    optional extra (pip install --no-deps torchao==0.18.0; it needs no other torch)."""
+    try:
+        from torchao.float8 import convert_to_float8_training
+    except ImportError as exc:
+        raise RuntimeError(
+            "configuration fp8_torchao needs torchao: pip install --no-deps torchao==0.18.0 "
+            "(or drop fp8_torchao from the configurations)"
+        ) from exc
+    convert_to_float8_training(model, module_filter_fn=lambda _m, fqn: head or fqn != "lm_head")
+    model.lm_head.weight = model.wte.weight  # keep the tie whatever the swap did
     return model
 
 

@@ -69,3 +69,19 @@ def test_parallel_workers_give_the_numbers_of_a_serial_run(tmp_path):
     parallel = dict(train_all(replace(cfg, parallel_runs=2), corpus, runs, tmp_path / "parallel"))
     assert {k: _strip(v) for k, v in serial.items()} == {k: _strip(v) for k, v in parallel.items()}
     assert not list((tmp_path / "parallel").glob("*.ckpt"))  # finished runs leave no checkpoint
+
+
+def test_fp8_training_runs_on_the_engine_and_equals_its_simulation(tmp_path):
+    """fp8_train (torch._scaled_mm in forward and backward) trains through the same engine as every other
+    configuration and ends where its fp32 simulation ends; it is a different run from the baseline."""
+    from papers.quant_pretraining.tests.test_fp8_train import _scaled_mm_works
+
+    if (why := _scaled_mm_works()) is not None:
+        pytest.skip(why)
+    cfg, corpus = _setup(tmp_path)
+    real = train_one(cfg, corpus, get_configuration("fp8_train"), 0, tmp_path / "r.ckpt")
+    fake = train_one(cfg, corpus, get_configuration("fp8_train_fake"), 0, tmp_path / "f.ckpt")
+    base = train_one(cfg, corpus, get_configuration("baseline"), 0, tmp_path / "b.ckpt")
+    assert real["final"]["val_loss"] == pytest.approx(fake["final"]["val_loss"], abs=1e-4)
+    assert real["curve"]["loss"] == pytest.approx(fake["curve"]["loss"], abs=1e-4)
+    assert real["final"]["val_loss"] != base["final"]["val_loss"]
