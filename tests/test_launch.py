@@ -167,8 +167,11 @@ def test_shards_of_a_grid_then_one_merge_job(fake_slurm):
     assert sets(merge) == {} and merge[-1] == "--publish"  # unsharded: reads every cell back, reports
     with pytest.raises(ValueError, match="either an array of scales or shards"):
         render_slurm(SlurmJob("peft_alignment", "full", shards=2, array=["full"]))
-    with pytest.raises(ValueError, match="quant_pretraining cannot be sharded"):
-        render_job(SlurmJob("quant_pretraining", "full", gpus=4, shards=3))
+    with pytest.raises(ValueError, match="syscall_novelty cannot be sharded"):
+        render_job(SlurmJob("syscall_novelty", "full", shards=3))
+    # quant_pretraining's 18 configurations: one array task each, then the merge
+    quant = render_job(SlurmJob("quant_pretraining", "full", gpus=4, shards=18))
+    assert directives(quant.main)["array"] == "0-17" and quant.merge is not None
 
 
 def test_submit_creates_the_log_folder_before_sbatch_and_chains_the_merge(tmp_path):

@@ -72,6 +72,10 @@ class Config:
     # --- issue 20: rows run at the first seed only (no target rests on them), so the seeds go where the
     # targets need a noise band; every other configuration runs at each of `seeds`.
     one_seed: list[str] = field(default_factory=list)
+    # SLURM array over the runs (python -m shared.launch slurm --shards N): this task trains runs i with
+    # i % num_shards == shard; the merge job after the array (num_shards 1) finds them cached and reports.
+    shard: int = 0
+    num_shards: int = 1
 
     def validate(self) -> None:
         unknown = [c for c in self.configurations if c not in CONFIGURATIONS]
@@ -79,6 +83,8 @@ class Config:
             raise ConfigError(f"configurations: unknown {unknown}; valid: {', '.join(CONFIGURATIONS)}")
         if "baseline" not in self.configurations:
             raise ConfigError("configurations: every comparison is against 'baseline'; add it")
+        if not 0 <= self.shard < self.num_shards:
+            raise ConfigError(f"shard={self.shard}: must be in [0, num_shards={self.num_shards})")
         stray = [c for c in self.one_seed if c not in self.configurations or c == "baseline"]
         if stray:
             raise ConfigError(f"one_seed: {stray} are not among the non-baseline configurations")

@@ -8,6 +8,7 @@ Stages (each run cached by content hash in the run folder, and resumed from its 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import shutil
@@ -25,6 +26,7 @@ from papers.quant_pretraining.train import train_one
 from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.data.errors import DatasetNotFoundError
+from shared.distributed import rank
 from shared.io import atomic_write_json
 from shared.progress import get_logger, setup_logging
 from shared.run import Run, content_hash
@@ -80,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(started, int):
         return started
     args, cfg, stages = started
-    run = Run("quant_pretraining", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
+    # Every shard of a SLURM array writes to the same run folder: the folder's id leaves the shard out.
+    unsharded = dataclasses.replace(cfg, shard=0, num_shards=1)
+    run = Run("quant_pretraining", args.scale, to_dict(unsharded), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()
     try:
         with run.stage("data"):
@@ -97,14 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     keys = {(name, seed): {"configuration": name, "seed": seed, "train": train_key} for name, seed in cfg.runs()}
     cache = TrainCache(run.dir.parent / "train-cache")
     outputs = {run_: found for run_, key in keys.items() if (found := cache.get(key)) is not None}
-    pending = [run_ for run_ in keys if run_ not in outputs]
+    mine = {run_ for i, run_ in enumerate(keys) if i % cfg.num_shards == cfg.shard}
+    pending = [run_ for run_ in keys if run_ not in outputs and run_ in mine]
     if "train" in stages and pending:
         log.info("training %d of %d runs, %d at a time", len(pending), len(keys), cfg.parallel_runs)
         with run.stage("train"):
             for (name, seed), summary in train_all(cfg, corpus, pending, run.dir / "checkpoints"):
-                outputs[(name, seed)] = cache.put(keys[(name, seed)], summary)
+                outputs[(name, seed)] = cache.put(keys[(name, seed)], summary) if rank() == 0 else summary
                 log.info("%s seed %d: val loss %.4f, %.0f tok/s", name, seed, summary["final"]["val_loss"],
                          summary["tokens_per_s"])  # fmt: skip
+    if cfg.num_shards > 1:  # one task of a SLURM array: the merge job after it reports
+        log.info("shard %d of %d done; the merge job (num_shards=1) reports once every shard has", cfg.shard,
+                 cfg.num_shards)  # fmt: skip
+        return 0
     with run.stage("report"):
         results = write_report(run, cfg, outputs, args.command)
     from papers.status import finish_run
