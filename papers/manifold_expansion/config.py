@@ -11,7 +11,10 @@ DATASETS = ("digits", "fashion_mnist", "cifar10")
 KINDS = ("mlp", "cnn", "resnet")
 OPS = ("wider", "deeper")
 INITS = ("net2net", "random", "zero")
+# Measured at expansion, before any further training (what a prediction can use).
 METRICS = ("manifold", "manifold_dir", "grad_norm_at_expansion", "hessian_trace", "zc_grad_norm", "snip", "synflow")
+# The manifold estimates again at the trained expanded solution (the brief's proxy protocol, step 4).
+TRAINED = ("manifold_trained", "manifold_dir_trained")
 
 
 @dataclass
@@ -121,8 +124,8 @@ class BaselineConfig:
 
 @dataclass
 class AnalysisConfig:
-    bootstrap: int = 1000
-    ci: float = 0.95
+    bootstrap: int = 1000  # resamples of every bootstrap interval (at least 100)
+    ci: float = 0.95  # level of the pooled per-family intervals; target intervals are always 95%
 
 
 @dataclass
@@ -165,6 +168,8 @@ class Config:
             raise ConfigError(f"expansions: duplicates in {exp_names}")
         if not self.seeds:
             raise ConfigError("seeds: need at least one seed")
+        if self.analysis.bootstrap < 100:
+            raise ConfigError(f"analysis.bootstrap: {self.analysis.bootstrap} resamples; valid: at least 100")
 
     def pairs(self) -> list[tuple[str, str]]:
         """(deeper, wider) expansion names with equal parameter counts: a wider with match=m and a deeper

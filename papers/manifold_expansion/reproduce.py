@@ -25,7 +25,7 @@ from papers.manifold_expansion import data as datasets
 from papers.manifold_expansion.config import Config, Expansion, ModelConfig
 from papers.manifold_expansion.correlate import Record
 from papers.manifold_expansion.expand import expand
-from papers.manifold_expansion.measure import measure_all
+from papers.manifold_expansion.measure import measure_all, measure_trained
 from papers.manifold_expansion.models import build, n_params
 from papers.manifold_expansion.params import FlatModel
 from papers.manifold_expansion.report import write_report
@@ -40,6 +40,7 @@ from shared.seeding import seed_everything
 PAPER_DIR = Path(__file__).resolve().parent
 STAGES = ("expansions", "report")
 STATE = "sd::"
+UNIT_VERSION = 2  # what an expansion unit records (2: + the manifold estimates at the trained solution)
 log = get_logger("manifold_expansion")
 
 
@@ -82,12 +83,17 @@ def base_model(run: Run, cfg: Config, mc: ModelConfig, ds: datasets.Dataset, see
     return model, value
 
 
-def continued(model, mc: ModelConfig, ds: datasets.Dataset, seed: int) -> dict:
-    """Continue training a copy for the family's budget (the same data order for every model of a seed)."""
+def continue_training(model, mc: ModelConfig, ds: datasets.Dataset, seed: int) -> tuple[torch.nn.Module, dict]:
+    """Continue training a copy for the family's budget (the same data order for every model of a seed):
+    the trained copy and its test accuracy, loss and training seconds."""
     m = copy.deepcopy(model)
     seconds = train(m, ds.x_train, ds.y_train, mc.continue_epochs, mc.lr, mc.batch_size, seed + 1)
     ev = evaluate(m, ds.x_test, ds.y_test)
-    return {"accuracy": ev.accuracy, "loss": ev.loss, "train_s": seconds}
+    return m, {"accuracy": ev.accuracy, "loss": ev.loss, "train_s": seconds}
+
+
+def continued(model, mc: ModelConfig, ds: datasets.Dataset, seed: int) -> dict:
+    return continue_training(model, mc, ds, seed)[1]
 
 
 def expansion_unit(base, exp: Expansion, index: int, cfg: Config, mc: ModelConfig, ds, seed: int, device) -> dict:
@@ -97,11 +103,12 @@ def expansion_unit(base, exp: Expansion, index: int, cfg: Config, mc: ModelConfi
     at_expansion = evaluate(model, ds.x_test, ds.y_test)
     reference = FlatModel.of(base).batched_loss(FlatModel.of(base).theta, ds.x_probe.to(device), ds.y_probe.to(device))
     metrics = measure_all(model, ds, cfg, seed, device, reference)
-    after = continued(model, mc, ds, seed)
+    trained, after = continue_training(model, mc, ds, seed)
     return {
         "params": n_params(model),
         "acc_at_expansion": at_expansion.accuracy,
         **metrics,
+        **measure_trained(trained, ds, cfg, seed, device),
         **after,
     }
 
@@ -123,6 +130,7 @@ def run_family(
         ref["accuracy"],
     )
     unit_cfg = {k: to_dict(getattr(cfg, k)) for k in ("simplex", "directional", "baselines", "wider_noise")}
+    unit_cfg["unit"] = UNIT_VERSION
     records = []
     for i, exp in enumerate(progress(cfg.expansions, desc=f"{mc.name} seed {seed}")):
         ukey = {**key, "expansion": to_dict(exp), "index": i, "cfg": unit_cfg}
@@ -137,9 +145,10 @@ def run_family(
         gain = value["accuracy"] - ref["accuracy"]
         metrics = {k: float(v) for k, v in value.items() if not k.startswith(STATE)}
         metrics["base_train_s"] = float(ref["train_s"])
+        metrics["base_accuracy"] = float(ref["accuracy"])  # gain = accuracy - base_accuracy
         records.append(Record(mc.name, seed, exp.name, exp.kind, gain, metrics))
         log.info(
-            "%s seed %d %s: %d params, gain %+.4f, manifold %.3f (%.1f s), continued training %.1f s",
+            "%s seed %d %s: %d params, gain %+.4f, manifold %.3f (%.1f s), trained %.3f, continued training %.1f s",
             mc.name,
             seed,
             exp.name,
@@ -147,6 +156,7 @@ def run_family(
             gain,
             value["manifold"],
             value["manifold_s"],
+            value["manifold_trained"],
             value["train_s"],
         )
         run.log_metrics(family=mc.name, seed=seed, expansion=exp.name, gain=gain, **metrics)

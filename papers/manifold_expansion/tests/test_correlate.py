@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from papers.manifold_expansion.config import Config, DataConfig, Expansion, ModelConfig
-from papers.manifold_expansion.correlate import Record, bootstrap_ci, pair_accuracy, rank_correlations, summarise
+from papers.manifold_expansion.correlate import (
+    Record,
+    best_fixed,
+    best_per_run,
+    bootstrap_ci,
+    pair_accuracy,
+    rank_correlations,
+    summarise,
+)
 
 
 def test_rank_correlations_by_hand():
@@ -61,3 +69,18 @@ def test_config_pairs_match_width_and_depth_with_the_same_init():
     )
     cfg.validate()
     assert cfg.pairs() == [("deeper1@0-net2net", "wider=0@1-net2net")]
+
+
+def test_best_baseline_chosen_once_versus_per_run_maximum():
+    per_run = {"a": [0.5, -0.5, 0.4], "b": [-0.3, -0.3, -0.3]}
+    # a's mean is +0.133; b's is -0.3: read with its sign fixed to minus, b is the better one in every run
+    best = best_fixed(per_run)
+    assert (best.metric, best.sign) == ("b", -1.0) and best.values == pytest.approx([0.3, 0.3, 0.3])
+    # the old reading takes the largest |value| in each run, whichever baseline and sign: never below
+    assert best_per_run(per_run) == pytest.approx([0.5, 0.5, 0.4])
+    assert all(m >= v for m, v in zip(best_per_run(per_run), best.values, strict=True))
+    # a tie goes to the first baseline; positive signs are kept
+    tie = best_fixed({"x": [0.2, 0.4], "y": [0.4, 0.2]})
+    assert (tie.metric, tie.sign, tie.values) == ("x", 1.0, [0.2, 0.4])
+    with pytest.raises(ValueError, match="no baselines"):
+        best_fixed({})

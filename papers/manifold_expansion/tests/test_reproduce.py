@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from scipy import stats
 
 from papers.manifold_expansion.reproduce import main
 
@@ -30,6 +31,16 @@ def test_same_seed_same_numbers_and_report_only_rerenders_the_cache(tmp_path):
     gains = ra["tables"]["gains"]["rows"]
     assert [r[1] for r in gains] == sorted(r[1] for r in gains) and len(gains) == 5
     assert ra["tables"]["correlation"]["rows"][0][0] == "manifold (simplex log-volume)"
+    # the committed per-point records suffice to recompute a target (independently, with scipy)
+    rec = ra["tables"]["records"]
+    col = {c: i for i, c in enumerate(rec["columns"])}
+    rows = rec["rows"]
+    assert len(rows) == 5 and all(
+        r[col["gain"]] == pytest.approx(r[col["accuracy"]] - r[col["base_accuracy"]]) for r in rows
+    )
+    rho = stats.spearmanr([r[col["manifold"]] for r in rows], [r[col["gain"]] for r in rows]).statistic
+    (target,) = [t for t in ra["targets"] if t["name"] == "manifold_spearman"]
+    assert target["mean"] == pytest.approx(rho) and target["n"] == 1
     assert main([*TINY, "--out", str(a), "--stages", "report"]) == 0  # nothing recomputed, same numbers
     assert results_of(a)["tables"] == ra["tables"]  # the cost table too: its times are the cached ones
 
@@ -47,6 +58,7 @@ def test_dry_run_validates_every_scale_without_running(tmp_path, capsys):
         ("simplex.vertizes=2", "unknown key(s) 'vertizes'; valid keys: batch_size, bisect_steps"),
         ("simplex.vertices=0", "simplex.vertices: 0 is out of range; valid: an integer >= 1"),
         ("analysis.ci=1.0", "analysis.ci: 1.0 is out of range; valid: a finite number (0, 1)"),
+        ("analysis.bootstrap=50", "analysis.bootstrap: 50 resamples; valid: at least 100"),
         ("expansions=[{op: wider, init: net2net, layer: -1, units: 4}]", "expansions[0].layer: -1 is out of range"),
         ("expansions=[{op: deeper, init: zero, layer: 0}]", "a zero layer cuts a plain network"),
         (
