@@ -79,8 +79,14 @@ def targets_table(results: Results) -> str:
     )
 
 
+FOLD_ROWS = 30  # longer tables (per-point records) are folded in the README, whole in results.json
+
+
 def table_markdown(table: Table) -> str:
-    return f"**{table.title}**\n\n" + markdown_table(table.columns, table.rows)
+    body = markdown_table(table.columns, table.rows)
+    if len(table.rows) > FOLD_ROWS:
+        return f"<details><summary><b>{table.title}</b> ({len(table.rows)} rows)</summary>\n\n{body}\n\n</details>"
+    return f"**{table.title}**\n\n" + body
 
 
 def render_results(results: Results, figure_dir: str = "") -> str:

@@ -73,3 +73,14 @@ def test_mean_std_cell():
     assert mean_std_cell([1.0, 2.0, None, float("nan")]) == "1.500 ± 0.500"
     assert mean_std_cell([0.25], digits=1) == "0.2"
     assert mean_std_cell([None]) == "–"
+
+
+def test_long_tables_are_folded_short_ones_are_not():
+    from shared.report import FOLD_ROWS, table_markdown
+    from shared.results import Table
+
+    short = table_markdown(Table("few", ["a"], [[i] for i in range(FOLD_ROWS)]))
+    long = table_markdown(Table("many", ["a"], [[i] for i in range(FOLD_ROWS + 1)]))
+    assert short.startswith("**few**") and "<details>" not in short
+    assert long.startswith("<details><summary><b>many</b> (31 rows)</summary>") and long.endswith("</details>")
+    assert long.count("\n| ") == FOLD_ROWS + 1 + 1  # every row and the separator stay in the README
