@@ -1,6 +1,8 @@
 """The efficiency harness, after FlashAttention's micro-benchmark (Dao et al., 2022, Appendix E):
 random q, k, v of (batch, heads, N, head_dim), no projections; forward and forward+backward; warm-up
-calls, then the median of `repeats` timed calls; peak memory of one forward+backward.
+calls, then `repeats` interleaved rounds that time every variant at a length once each (median and
+spread); peak memory of one forward+backward. The same harness times and measures one training step of
+the whole model per variant (`step_sweep`, LRA Table 2's measurement) and the general approaches.
 
 Peak memory. On a GPU: torch.cuda.max_memory_allocated above what was allocated before the call.
 On a CPU, torch has no allocator statistics, so we read the process's peak resident set size:

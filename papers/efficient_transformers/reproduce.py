@@ -216,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         f"variant once, order rotated), median and interquartile range; "
         f"{summary['efficiency'].get('threads', '?')} threads; peak memory by "
         + ("cuda.max_memory_allocated" if eff.device.startswith("cuda") else "VmHWM in a child process"),
+        f"model step (LRA Table 2's measurement): one AdamW training step of the whole {cfg.quality.model.layers}-"
+        f"layer d={cfg.quality.model.dim} model at batch {cfg.step.batch}, N = {cfg.step.lengths}; "
+        f"{cfg.step.warmup} warm-up steps per case, {cfg.step.repeats} interleaved rounds; peak memory of building "
+        f"the model and running two steps (parameters, gradients, AdamW state, activations); Linformer at LRA's "
+        f"k = {cfg.step.linformer_k}, swept over k = {cfg.step.linformer_ks}",
+        "accuracy intervals: 95% percentile bootstrap over test items (2,000 resamples), paired (every model scored "
+        "on the same resampled items); they cover test-set sampling, not training-seed variance",
     ]
     for stage in ("efficiency", "step"):
         load = summary[stage].get("loadavg")
