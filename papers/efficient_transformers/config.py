@@ -24,8 +24,8 @@ class EfficiencyConfig:
     head_dim: int = 64
     lengths: list[int] = field(default_factory=lambda: [128, 256, 512, 1024, 2048, 4096])
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    warmup: int = 2
-    repeats: int = 5
+    warmup: int = 2  # untimed calls of every variant before the first timed round
+    repeats: int = 5  # timed rounds; each round times every variant once (interleaved, see efficiency.py)
     compression_ratio: int = 8  # approximations get m = min(N / ratio, compressed_max)
     compressed_max: int = 256
     # Quadratic variants whose N x N scores (fp32 bytes x batch x heads) would pass this are recorded
@@ -33,6 +33,35 @@ class EfficiencyConfig:
     max_score_bytes: float = 8.0e9
     fused_reference: str = "sdpa_flash"  # exact fused attention the approximations are set against
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+
+@dataclass
+class StepConfig:
+    """LRA Table 2's measurement: one training step (forward, backward, AdamW update) of the whole quality
+    model per variant and length; time (interleaved rounds) and peak memory (parameters, gradients,
+    optimiser state and activations). Approximations get FlashAttention's budget m = min(N / ratio, cap)
+    except Linformer, which gets `linformer_k` (LRA's) and, as extra rows, every k in `linformer_ks`."""
+
+    lengths: list[int] = field(default_factory=lambda: [1024, 2048, 4096])
+    batch: int = 1
+    variants: list[str] = field(
+        default_factory=lambda: [
+            "naive",
+            "local",
+            "longformer",
+            "bigbird",
+            "linformer",
+            "nystrom",
+            "performer",
+            "linear",
+            "reformer",
+        ]
+    )
+    # LRA's LinformerAttention has low_rank_features=16 and none of its configs override it.
+    linformer_k: int = 16
+    linformer_ks: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
+    warmup: int = 1
+    repeats: int = 5
 
 
 @dataclass
@@ -48,6 +77,7 @@ class TaskConfig:
     max_args: int = 10
     data_dir: str | None = None  # lra_*: folder with the task's files
     data_seed: int = 1234
+    steps: int | None = None  # updates for this task; null: quality.train.steps
 
 
 @dataclass
@@ -106,6 +136,7 @@ class Config:
     efficiency: EfficiencyConfig
     quality: QualityConfig
     general: GeneralConfig = field(default_factory=GeneralConfig)
+    step: StepConfig = field(default_factory=StepConfig)
 
     def validate(self) -> None:
         bad = [v for v in self.efficiency.variants + self.quality.variants if v not in VARIANTS]
@@ -117,6 +148,13 @@ class Config:
             raise ConfigError(
                 f"efficiency.fused_reference {self.efficiency.fused_reference!r} must be one of efficiency.variants"
             )
+        bad = [v for v in self.step.variants if v not in VARIANTS]
+        if bad:
+            raise ConfigError(f"step.variants: unknown {bad}; valid: {', '.join(VARIANTS)}")
+        if any(n < 8 for n in self.step.lengths) or self.step.repeats < 1 or self.step.batch < 1:
+            raise ConfigError("step: lengths must be >= 8, repeats >= 1 and batch >= 1")
+        if any(k < 1 for k in [self.step.linformer_k, *self.step.linformer_ks]):
+            raise ConfigError("step: linformer_k and linformer_ks must be >= 1")
         bad = [a for a in self.general.approaches if a not in APPROACHES]
         if bad:
             raise ConfigError(f"general.approaches: unknown {bad}; valid: {', '.join(APPROACHES)}")

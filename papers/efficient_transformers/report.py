@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from papers.efficient_transformers.attention import FAMILIES, LABELS
-from papers.efficient_transformers.targets import crossover, evaluate, fused_reference, ok_records
+from papers.efficient_transformers.targets import (
+    acc_gap,
+    accuracies,
+    accuracy_interval,
+    crossover,
+    evaluate,
+    fused_reference,
+    ok_records,
+    step_records,
+)
 from shared.results import Results, Table
 from shared.run import Run
 
@@ -38,18 +47,124 @@ def _variants(summary: dict) -> list[str]:
     return seen
 
 
-def sweep_table(summary: dict, key: str, title: str, digits: int = 1) -> Table:
-    """Variants x lengths of `key`; a failed point shows its status (OOM, unavailable)."""
+def _iqr(times: list[float]) -> tuple[float, float]:
+    q1, q3 = np.percentile(times, [25, 75])
+    return float(q1), float(q3)
+
+
+def _cell(r: dict | None, key: str, digits: int, spread_key: str | None) -> str:
+    """A table cell: the value, with the interquartile range of the timing rounds when asked for."""
+    if r is None:
+        return "–"
+    if r["status"] != "ok":
+        return r["status"]
+    if key not in r:
+        return "–"
+    text = f"{r[key]:.{digits}f}"
+    if spread_key and r.get(spread_key):
+        q1, q3 = _iqr(r[spread_key])
+        text += f" ({q1:.{digits}f}–{q3:.{digits}f})"
+    return text
+
+
+def sweep_table(summary: dict, key: str, title: str, digits: int = 1, spread_key: str | None = None) -> Table:
+    """Variants x lengths of `key`; a failed point shows its status (OOM, unavailable); with spread_key,
+    each time is followed by the interquartile range of its timing rounds."""
     lengths = _lengths(summary)
     cells = {(r["variant"], r["n"]): r for r in _records(summary)}
     rows = []
     for v in _variants(summary):
-        row = [LABELS[v], FAMILIES[v]]
-        for n in lengths:
-            r = cells.get((v, n))
-            row.append("–" if r is None else (f"{r[key]:.{digits}f}" if r["status"] == "ok" else r["status"]))
-        rows.append(row)
+        rows.append([LABELS[v], FAMILIES[v], *[_cell(cells.get((v, n)), key, digits, spread_key) for n in lengths]])
     return Table(title=title, columns=["variant", "family", *[str(n) for n in lengths]], rows=rows)
+
+
+def _case_label(r: dict) -> str:
+    label = "Transformer (naive)" if r["variant"] == "naive" else LABELS[r["variant"]]
+    return label + (f" k={r['k']}" if r.get("k") is not None else "")
+
+
+def step_table(summary: dict, key: str, title: str, digits: int, spread_key: str | None) -> Table:
+    """Cases (variants; Linformer once per k) x lengths of the whole-model training step."""
+    recs = summary.get("step", {}).get("records", [])
+    lengths = sorted({r["n"] for r in recs})
+    cases: list[str] = []
+    for r in recs:
+        if r["case"] not in cases:
+            cases.append(r["case"])
+    cases.sort(key=lambda c: c.startswith("linformer k="))  # the k sweep last
+    at = {(r["case"], r["n"]): r for r in recs}
+    rows = []
+    for c in cases:
+        first = next(r for r in recs if r["case"] == c)
+        cells = [_cell(at.get((c, n)), key, digits, spread_key) for n in lengths]
+        rows.append([_case_label(first), FAMILIES[first["variant"]], *cells])
+    return Table(title=title, columns=["model", "family", *[str(n) for n in lengths]], rows=rows)
+
+
+def linformer_k_table(summary: dict) -> Table:
+    """How the low-rank verdict depends on Linformer's k: its training-step memory at each k and length,
+    as a ratio to the lightest model of another family at the same length."""
+    recs = step_records(summary)
+    lengths = sorted({r["n"] for r in recs})
+    lra_k = summary.get("step", {}).get("linformer_k")
+    others = {
+        n: min(
+            (
+                r["peak_mb"]
+                for r in recs
+                if r["n"] == n and r["case"] == r["variant"] and r["family"] != "low-rank" and "peak_mb" in r
+            ),
+            default=None,
+        )
+        for n in lengths
+    }
+    ks = sorted({r["k"] for r in recs if r["variant"] == "linformer"})
+    rows = []
+    for k in ks:
+        row: list = [f"{k}" + (" (LRA)" if k == lra_k else "")]
+        for n in lengths:
+            r = next((r for r in recs if r["variant"] == "linformer" and r["k"] == k and r["n"] == n), None)
+            if r is None or "peak_mb" not in r:
+                row.append("–")
+                continue
+            ratio = f" ({r['peak_mb'] / others[n]:.2f}×)" if others[n] else ""
+            row.append(f"{r['peak_mb']:.1f}{ratio}")
+        rows.append(row)
+    return Table(
+        title="Linformer's training-step peak memory (MB) by k, and in parentheses ÷ the lightest non-low-rank "
+        "LRA model at that length (below 1: low rank is lightest)",
+        columns=["k", *[f"N = {n}" for n in lengths]],
+        rows=rows,
+    )
+
+
+def accuracy_diff_table(summary: dict) -> Table:
+    """Every model's accuracy minus the Transformer's, per task and averaged, with the paired 95% bootstrap
+    interval over test items: the scale of difference this run can resolve."""
+    acc = accuracies(summary)
+    tasks = list(summary.get("quality", {}))
+    variants = sorted({v for _, v in acc if v != "sdpa"})
+    rows = []
+    for v in variants:
+        row: list = [LABELS[v], FAMILIES[v]]
+        for task in [*tasks, None]:
+            stat = acc_gap(v, "sdpa", task)
+            value = stat(acc)
+            if value is None:
+                row.append("–")
+                continue
+            ci = accuracy_interval(summary, stat, [v, "sdpa"])
+            row.append(f"{value:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""))
+        rows.append(row)
+    return Table(
+        title="Accuracy minus the Transformer's (points) with its paired 95% bootstrap interval over test items",
+        columns=["model", "family", *[TASK_LABELS.get(t, t) for t in tasks], "mean over tasks"],
+        rows=rows,
+    )
+
+
+def _rounds(summary: dict) -> int:
+    return len(next((r["fwdbwd_all_ms"] for r in ok_records(summary) if r.get("fwdbwd_all_ms")), []))
 
 
 def crossover_table(summary: dict) -> Table:
@@ -189,9 +304,15 @@ def write_report(run: Run, summary: dict, meta: dict, command: str) -> Results:
     figures: list[str] = []
     if _records(summary):
         tables["fwdbwd_ms"] = sweep_table(
-            summary, "fwdbwd_ms", f"Attention forward+backward time (ms, median), {setup}"
+            summary,
+            "fwdbwd_ms",
+            f"Attention forward+backward time (ms): median (interquartile range) of {_rounds(summary)} "
+            f"interleaved rounds, {setup}",
+            spread_key="fwdbwd_all_ms",
         )
-        tables["fwd_ms"] = sweep_table(summary, "fwd_ms", f"Attention forward time (ms, median), {setup}")
+        tables["fwd_ms"] = sweep_table(
+            summary, "fwd_ms", f"Attention forward time (ms, median of the interleaved rounds), {setup}"
+        )
         tables["peak_mb"] = sweep_table(summary, "peak_mb", f"Peak memory of one forward+backward (MB), {setup}")
         tables["crossover"] = crossover_table(summary)
         tables["exact_throughput"] = fused_peak_table(summary)
@@ -209,8 +330,33 @@ def write_report(run: Run, summary: dict, meta: dict, command: str) -> Results:
             run.dir / FIGURES[2], summary, "fwd_ms", "forward time (ms)", f"Attention forward time vs length ({setup})"
         )
         figures = list(FIGURES)
+    if summary.get("step", {}).get("records"):
+        st = summary["step"]
+        step_setup = (
+            f"{st['model']['layers']} layers, d = {st['model']['dim']}, {st['model']['heads']} heads, batch "
+            f"{st['batch']}, {st.get('device')}"
+        )
+        tables["step_ms"] = step_table(
+            summary,
+            "step_ms",
+            f"Whole-model training step (LRA Table 2's measurement), time (ms): median (interquartile range) of "
+            f"{len(next((r['step_all_ms'] for r in step_records(summary)), []))} interleaved rounds, {step_setup}",
+            1,
+            "step_all_ms",
+        )
+        tables["step_peak_mb"] = step_table(
+            summary,
+            "peak_mb",
+            f"Whole-model training step, peak memory (MB: parameters, gradients, AdamW state, activations), "
+            f"{step_setup}",
+            1,
+            None,
+        )
+        tables["linformer_k"] = linformer_k_table(summary)
     if summary.get("quality"):
         tables["accuracy"] = accuracy_table(summary, meta)
+        if summary.get("quality_items"):
+            tables["accuracy_diff"] = accuracy_diff_table(summary)
     if summary.get("general", {}).get("records"):
         tables["general"] = general_table(summary)
     targets = evaluate(meta["targets"], summary)

@@ -3,6 +3,8 @@
 Stages, each cached in the run folder so an interrupted run resumes:
   efficiency  attention time and memory vs length for every variant (FlashAttention's protocol),
               in a child process so that CPU peak memory can be read (see efficiency.py)
+  step        one training step of the whole model per variant and length: time and peak memory as
+              LRA's Table 2 measured them, with a Linformer k sweep
   general     one training step with each general approach (checkpointing, bf16, reversible, sharing)
   quality     every variant trained with the same model and update budget on each task, test accuracy
   report      results.json, tables and figures (always runs)
@@ -16,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -34,7 +37,7 @@ from shared.run import Run, content_hash
 from shared.seeding import seed_everything
 
 PAPER_DIR = Path(__file__).resolve().parent
-STAGES = ("efficiency", "general", "quality", "report")
+STAGES = ("efficiency", "step", "general", "quality", "report")
 log = get_logger("efficient_transformers")
 
 
@@ -48,6 +51,21 @@ def run_efficiency(run: Run, cfg: Config, compute: bool) -> dict | None:
         return _lookup(run, "efficiency", key)
     with run.stage("efficiency"):
         return run.cached_json("efficiency", key, lambda: run_in_child("attention", cfg, run.dir / "efficiency"))
+
+
+def run_step(run: Run, cfg: Config, compute: bool) -> dict | None:
+    key = {
+        "step": to_dict(cfg.step),
+        "model": to_dict(cfg.quality.model),
+        "attention": to_dict(cfg.attention),
+        "budget": [cfg.efficiency.compression_ratio, cfg.efficiency.compressed_max],
+        "device": cfg.efficiency.device,
+        "threads": cfg.efficiency.threads,
+    }
+    if not compute:
+        return _lookup(run, "step", key)
+    with run.stage("step"):
+        return run.cached_json("step", key, lambda: run_in_child("step", cfg, run.dir / "efficiency"))
 
 
 def run_general(run: Run, cfg: Config, compute: bool) -> dict | None:
@@ -74,7 +92,8 @@ def _train_unit(task_cfg: TaskConfig, variant: str, seed: int, cfg: Config) -> d
     per process. The result depends only on the unit's seed, not on which worker ran it."""
     torch.set_num_threads(max(1, cfg.quality.train.threads))
     seed_everything(seed)
-    return train_and_score(_task(task_cfg), variant, cfg.attention, cfg.quality.model, cfg.quality.train, seed)
+    train = replace(cfg.quality.train, steps=task_cfg.steps or cfg.quality.train.steps)
+    return train_and_score(_task(task_cfg), variant, cfg.attention, cfg.quality.model, train, seed)
 
 
 _TASKS: dict[str, TaskData] = {}
@@ -102,9 +121,10 @@ def _dispatch(pending: list, cfg: Config) -> Iterator[tuple[tuple, Callable[[], 
             yield futures[fut], fut.result
 
 
-def run_quality(run: Run, cfg: Config, compute: bool) -> tuple[dict, dict]:
-    """{task: {variant: {seed: accuracy}}} and each task's majority-class accuracy; units run in
-    `train.workers` processes."""
+def run_quality(run: Run, cfg: Config, compute: bool) -> tuple[dict, dict, dict]:
+    """{task: {variant: {seed: accuracy}}}, the same with each test item's correctness (a list of 0/1)
+    in place of the accuracy, and each task's majority-class accuracy; units run in `train.workers`
+    processes."""
     q = cfg.quality
     units = [(t, v, s) for t in q.tasks for v in q.variants for s in cfg.seeds]
 
@@ -144,15 +164,18 @@ def run_quality(run: Run, cfg: Config, compute: bool) -> tuple[dict, dict]:
                     t, v, s = futures[fut]
                     res = run.cached_json("quality", key(t, v, s), fut.result)
                     found[(t.name, v, s)] = res
-                    run.log_metrics(task=t.name, variant=v, seed=s, **res)
+                    run.log_metrics(task=t.name, variant=v, seed=s, **{k: x for k, x in res.items() if k != "correct"})
                     log.info(
                         "quality %s/%s seed %d: accuracy %.4f (%.0f s)", t.name, v, s, res["accuracy"], res["train_s"]
                     )
     quality: dict = {t.name: {} for t in q.tasks}
+    items: dict = {t.name: {} for t in q.tasks}
     for (task, v, s), res in found.items():
         if res is not None:
             quality[task].setdefault(v, {})[str(s)] = res["accuracy"]
-    return quality, majority
+            if "correct" in res:
+                items[task].setdefault(v, {})[str(s)] = res["correct"]
+    return quality, items, majority
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,22 +194,44 @@ def main(argv: list[str] | None = None) -> int:
         "head_dim": eff.head_dim,
     }
     summary["efficiency"] = run_efficiency(run, cfg, "efficiency" in stages) or {}
+    summary["step"] = run_step(run, cfg, "step" in stages) or {}
     summary["general"] = run_general(run, cfg, "general" in stages) or {}
     try:
-        summary["quality"], summary["majority"] = run_quality(run, cfg, "quality" in stages)
+        summary["quality"], summary["quality_items"], summary["majority"] = run_quality(run, cfg, "quality" in stages)
     except (DatasetNotFoundError, CorruptDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary["notes"] = [
-        f"quality: {cfg.quality.train.steps} updates of batch {cfg.quality.train.batch} per variant and task, "
+        f"quality: {cfg.quality.train.steps} updates (unless the task sets its own) of batch "
+        f"{cfg.quality.train.batch} per variant and task, "
         f"{cfg.quality.model.layers} layers, d={cfg.quality.model.dim}, {cfg.quality.model.heads} heads; "
         f"tasks "
-        + ", ".join(f"{t.name} (N={t.max_len}, {t.n_train} train / {t.n_test} test)" for t in cfg.quality.tasks),
+        + ", ".join(
+            f"{t.name} (N={t.max_len}, {t.n_train} train / {t.n_test} test, {t.steps or cfg.quality.train.steps} "
+            "updates)"
+            for t in cfg.quality.tasks
+        ),
         f"efficiency: approximations get m = min(N/{eff.compression_ratio}, {eff.compressed_max}) (FlashAttention's "
-        f"rule); warm-up {eff.warmup}, median of {eff.repeats}; "
+        f"rule); {eff.warmup} warm-up calls per variant, then {eff.repeats} interleaved rounds (each times every "
+        f"variant once, order rotated), median and interquartile range; "
         f"{summary['efficiency'].get('threads', '?')} threads; peak memory by "
         + ("cuda.max_memory_allocated" if eff.device.startswith("cuda") else "VmHWM in a child process"),
+        f"model step (LRA Table 2's measurement): one AdamW training step of the whole {cfg.quality.model.layers}-"
+        f"layer d={cfg.quality.model.dim} model at batch {cfg.step.batch}, N = {cfg.step.lengths}; "
+        f"{cfg.step.warmup} warm-up steps per case, {cfg.step.repeats} interleaved rounds; peak memory of building "
+        f"the model and running two steps (parameters, gradients, AdamW state, activations); Linformer at LRA's "
+        f"k = {cfg.step.linformer_k}, swept over k = {cfg.step.linformer_ks}",
+        "accuracy intervals: 95% percentile bootstrap over test items (2,000 resamples), paired (every model scored "
+        "on the same resampled items); they cover test-set sampling, not training-seed variance",
     ]
+    for stage in ("efficiency", "step"):
+        load = summary[stage].get("loadavg")
+        if load:
+            summary["notes"].append(
+                f"{stage}: load average (1/5/15 min) {'/'.join(f'{x:.2f}' for x in load['before'])} before, "
+                f"{'/'.join(f'{x:.2f}' for x in load['after'])} after (2 cores: above 2 means other processes "
+                "shared them)"
+            )
     with run.stage("report"):
         results = write_report(run, summary, load_paper_meta(), args.command)
     from papers.status import finish_run

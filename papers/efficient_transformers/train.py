@@ -34,17 +34,25 @@ def autocast(model_cfg: ModelConfig, device: str) -> contextlib.AbstractContextM
 
 
 @torch.no_grad()
-def accuracy(
+def correct_items(
     model: Classifier, x: torch.Tensor, y: torch.Tensor, batch: int, model_cfg: ModelConfig, device: str
-) -> float:
+) -> list[int]:
+    """1 for each test item the model classifies correctly, else 0 (in test order): the per-item record
+    that paired confidence intervals of accuracy differences resample."""
     model.eval()
-    correct = 0
+    out: list[int] = []
     for i in range(0, len(x), batch):
         with autocast(model_cfg, device):
             logits = model(x[i : i + batch].to(device))
-        correct += int((logits.argmax(-1).cpu() == y[i : i + batch]).sum())
+        out += (logits.argmax(-1).cpu() == y[i : i + batch]).int().tolist()
     model.train()
-    return correct / len(x)
+    return out
+
+
+def accuracy(
+    model: Classifier, x: torch.Tensor, y: torch.Tensor, batch: int, model_cfg: ModelConfig, device: str
+) -> float:
+    return sum(correct_items(model, x, y, batch, model_cfg, device)) / len(x)
 
 
 def train_and_score(
@@ -70,9 +78,10 @@ def train_and_score(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     train_s = time.perf_counter() - start
-    acc = accuracy(model, task.x_test, task.y_test, train_cfg.eval_batch, model_cfg, device)
+    correct = correct_items(model, task.x_test, task.y_test, train_cfg.eval_batch, model_cfg, device)
+    acc = sum(correct) / len(correct)
     tail = losses[-max(1, len(losses) // 10) :]
     log.info(
         "%s/%s seed %d: test accuracy %.4f, final loss %.3f, %.1f s",
@@ -83,4 +92,10 @@ def train_and_score(
         sum(tail) / len(tail),
         train_s,
     )
-    return {"accuracy": acc, "final_loss": sum(tail) / len(tail), "train_s": train_s, "params": count_parameters(model)}
+    return {
+        "accuracy": acc,
+        "final_loss": sum(tail) / len(tail),
+        "train_s": train_s,
+        "params": count_parameters(model),
+        "correct": correct,
+    }
