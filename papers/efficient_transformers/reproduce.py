@@ -62,10 +62,7 @@ def run_step(run: Run, cfg: Config, compute: bool) -> dict | None:
         "device": cfg.efficiency.device,
         "threads": cfg.efficiency.threads,
     }
-    if not compute:
-        return _lookup(run, "step", key)
-    with run.stage("step"):
-        return run.cached_json("step", key, lambda: run_in_child("step", cfg, run.dir / "efficiency"))
+    return _child_stage(run, cfg, "step", key, compute)
 
 
 def run_general(run: Run, cfg: Config, compute: bool) -> dict | None:
@@ -76,10 +73,16 @@ def run_general(run: Run, cfg: Config, compute: bool) -> dict | None:
         "device": cfg.efficiency.device,
         "threads": cfg.efficiency.threads,
     }
+    return _child_stage(run, cfg, "general", key, compute)
+
+
+def _child_stage(run: Run, cfg: Config, stage: str, key: dict, compute: bool) -> dict | None:
+    """A timing stage measured in a child process (a clean allocator and thread pool), cached by `key`;
+    without `compute`, only what an earlier run cached."""
     if not compute:
-        return _lookup(run, "general", key)
-    with run.stage("general"):
-        return run.cached_json("general", key, lambda: run_in_child("general", cfg, run.dir / "efficiency"))
+        return _lookup(run, stage, key)
+    with run.stage(stage):
+        return run.cached_json(stage, key, lambda: run_in_child(stage, cfg, run.dir / "efficiency"))
 
 
 def _lookup(run: Run, stage: str, key: dict) -> dict | None:
