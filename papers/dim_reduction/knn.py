@@ -97,6 +97,15 @@ def vote_accuracies(
     return out
 
 
+def vote(neighbor_labels: np.ndarray, k: int, n_classes: int) -> np.ndarray:
+    """The uniform k-NN vote of each query (the smallest label on a tie), from neighbour labels nearest first."""
+    counts = np.zeros((len(neighbor_labels), n_classes), dtype=np.int32)
+    rows = np.arange(len(neighbor_labels))
+    for rank in range(k):
+        counts[rows, neighbor_labels[:, rank]] += 1
+    return counts.argmax(axis=1)
+
+
 @dataclass
 class KnnScore:
     best_k: int
@@ -104,6 +113,8 @@ class KnnScore:
     test_accuracy: float
     candidates: list[int]
     cv_scores: list[float]  # mean fold accuracy per candidate, in candidate order
+    # whether each test item is classified right at best_k: what a bootstrap over test items resamples
+    test_correct: np.ndarray
 
 
 def encode_labels(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -146,5 +157,5 @@ def knn_score(
     ks = candidate_ks(len(ytr), n_iter, seed)
     best_k, means = cv_search(x_train, ytr, ks, folds, backend, n_jobs)
     idx = neighbors(x_train, x_test, best_k, backend, n_jobs)
-    test_acc = vote_accuracies(ytr[idx], yte, [best_k], n_classes)[best_k]
-    return KnnScore(best_k, float(max(means)), test_acc, list(ks), means)
+    correct = vote(ytr[idx], best_k, n_classes) == yte
+    return KnnScore(best_k, float(max(means)), float(correct.mean()), list(ks), means, correct)

@@ -103,6 +103,17 @@ def plots(
     return list(FIGURES)
 
 
+def epochs_note(cfg: Config, curves: list[dict]) -> str | None:
+    """How many epochs each AE trained at each d (its cap in brackets), over the seeds."""
+    parts = []
+    for m in ("dae", "vae"):
+        for d in cfg.dims_for(m) if m in cfg.methods else []:
+            ran = sorted({int(c[m][d]["epochs"]) for c in curves if "epochs" in c.get(m, {}).get(d, {})})
+            if ran:
+                parts.append(f"{LABELS[m]} d={d}: {'/'.join(map(str, ran))} ({cfg.ae.epochs_for(d)})")
+    return "AE epochs trained (cap): " + ", ".join(parts) if parts else None
+
+
 def write_report(run: Run, cfg: Config, curves: list[dict], meta: dict, command: str) -> Results:
     dataset = cfg.data.dataset
     reference = meta["reference"].get(dataset)
@@ -122,8 +133,16 @@ def write_report(run: Run, cfg: Config, curves: list[dict], meta: dict, command:
         tables=tables,
         figures=figures,
         notes=[
-            f"dataset {dataset}; train {cfg.data.train_size or 'full'}, test {cfg.data.test_size or 'full'}; "
-            f"AE dims {cfg.ae.dims or cfg.dims}, max {cfg.ae.max_epochs} epochs; k-NN n_iter {cfg.knn.n_iter}"
+            line
+            for line in (
+                f"dataset {dataset}; train {cfg.data.train_size or 'full'}, test {cfg.data.test_size or 'full'}; "
+                f"AE dims {cfg.dims_for('dae')}; Isomap dims {cfg.dims_for('isomap')}; k-NN n_iter {cfg.knn.n_iter}",
+                epochs_note(cfg, curves),
+                f"PCA fit time: the median of {cfg.pca.timing_repeats} fits at each d. The fit-time ratio divides "
+                "an AE's fit time (split and training to its epoch cap or early stop) by PCA's at the same d, on "
+                "the same machine, data and process",
+            )
+            if line
         ],
     )
     run.write_results(results)

@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,6 @@ PAPER_DIR = Path(__file__).resolve().parent
 STAGES = ("baseline", *METHODS, "report")
 log = get_logger("dim_reduction")
 
-Projection = tuple[np.ndarray, np.ndarray, float]
-
 
 def load_paper_meta() -> dict:
     return yaml.safe_load((PAPER_DIR / "paper.yaml").read_text())
@@ -51,15 +50,32 @@ def fingerprint(ds: datasets.Dataset) -> str:
 
 
 def score(cfg: Config, z_train: np.ndarray, z_test: np.ndarray, ds: datasets.Dataset, seed: int) -> dict:
+    """k-NN accuracy, chosen k and CV accuracy, and each test item's right/wrong (for intervals)."""
     s = knn_score(
         z_train, ds.y_train, z_test, ds.y_test, cfg.knn.n_iter, cfg.knn.folds, seed, cfg.knn.backend, cfg.knn.n_jobs
     )
-    return {"accuracy": s.test_accuracy, "k": s.best_k, "cv_accuracy": s.cv_accuracy}
+    return {"accuracy": s.test_accuracy, "k": s.best_k, "cv_accuracy": s.cv_accuracy, "correct": s.test_correct}
+
+
+def scalars(unit: dict) -> dict:
+    """A unit's single numbers (for the metrics log), without its per-item arrays."""
+    return {k: v for k, v in unit.items() if not isinstance(v, np.ndarray)}
 
 
 def checkpoint_dir(run: Run, method: str, d: int, seed: int) -> Path:
     """Where an AE fit saves its per-epoch state until its unit is cached."""
     return run.dir / "checkpoints" / f"{method}-d{d}-seed{seed}"
+
+
+def method_section(cfg: Config, method: str, d: int) -> dict:
+    """The part of the config a (method, d) unit depends on: its cache key. An AE unit names its own epoch
+    cap, so changing the cap at one d leaves the units at the other d cached."""
+    if method == "pca":
+        return to_dict(cfg.pca)
+    if method == "isomap":
+        return {k: v for k, v in to_dict(cfg.isomap).items() if k != "dims"}
+    ae = {k: v for k, v in to_dict(cfg.ae).items() if k not in ("dims", "epochs_by_dim")}
+    return {**ae, "max_epochs": cfg.ae.epochs_for(d)}
 
 
 def run_method(
@@ -73,17 +89,28 @@ def run_method(
     from papers.dim_reduction.reducers import fit_isomap, fit_pca
 
     dims = cfg.dims_for(method)
-    section = {"pca": None, "isomap": to_dict(cfg.isomap), "dae": to_dict(cfg.ae), "vae": to_dict(cfg.ae)}[method]
-    base_key = {"data": fp, "seed": seed, "knn": to_dict(cfg.knn), "method": method, "cfg": section}
 
-    project: Callable[[int], Projection]
+    def key(d: int) -> dict:
+        return {
+            "data": fp,
+            "seed": seed,
+            "knn": to_dict(cfg.knn),
+            "method": method,
+            "cfg": method_section(cfg, method, d),
+        }
+
+    project: Callable[[int], dict]
     if method == "pca":
-        project = lambda d: fit_pca(ds.x_train, ds.x_test, d, seed)  # noqa: E731
+
+        def project(d: int) -> dict:
+            z_train, z_test, fit_s, times = fit_pca(ds.x_train, ds.x_test, d, seed, cfg.pca.timing_repeats)
+            return {"z_train": z_train, "z_test": z_test, "fit_s": fit_s, "fit_s_repeats": np.asarray(times)}
+
     elif method == "isomap" and not cfg.isomap.refit_per_dim and compute:
         d_max = max(dims)
         full = run.cached(
             "isomap-embedding",
-            {**base_key, "d": d_max},
+            {**key(d_max), "d": d_max},
             lambda: dict(
                 zip(
                     ("z_train", "z_test", "fit_s"),
@@ -92,14 +119,21 @@ def run_method(
                 )
             ),
         )
-        project = lambda d: (full["z_train"][:, :d], full["z_test"][:, :d], full["fit_s"])  # noqa: E731
+        project = lambda d: {"z_train": full["z_train"][:, :d], "z_test": full["z_test"][:, :d], "fit_s": full["fit_s"]}  # noqa: E731
     elif method == "isomap":
-        project = lambda d: fit_isomap(ds.x_train, ds.y_train, ds.x_test, d, cfg.isomap, seed)  # noqa: E731
+        project = lambda d: dict(  # noqa: E731
+            zip(
+                ("z_train", "z_test", "fit_s"),
+                fit_isomap(ds.x_train, ds.y_train, ds.x_test, d, cfg.isomap, seed),
+                strict=True,
+            )
+        )
     else:
 
-        def project(d: int) -> Projection:
+        def project(d: int) -> dict:
             ckpt = checkpoint_dir(run, method, d, seed)
-            r = fit_autoencoder(method, ds.x_train, ds.y_train, ds.x_test, d, cfg.ae, seed, checkpoint_dir=ckpt)
+            ae_cfg = replace(cfg.ae, max_epochs=cfg.ae.epochs_for(d))
+            r = fit_autoencoder(method, ds.x_train, ds.y_train, ds.x_test, d, ae_cfg, seed, checkpoint_dir=ckpt)
             run.log_metrics(
                 seed=seed,
                 method=method,
@@ -109,20 +143,27 @@ def run_method(
                 best_epoch=r.best_epoch,
                 best_val_loss=r.best_val_loss,
             )
-            return r.z_train, r.z_test, r.fit_seconds
+            return {
+                "z_train": r.z_train,
+                "z_test": r.z_test,
+                "fit_s": r.fit_seconds,
+                "epochs": r.epochs,
+                "epoch_cap": ae_cfg.max_epochs,
+            }
 
     def unit(d: int) -> dict:
-        z_train, z_test, fit_s = project(d)
-        return {**score(cfg, z_train, z_test, ds, seed), "fit_s": fit_s}
+        fit = project(d)
+        z_train, z_test = fit.pop("z_train"), fit.pop("z_test")
+        return {**score(cfg, z_train, z_test, ds, seed), **fit}
 
     curve = {}
     for d in progress(dims, desc=f"{method} seed {seed}"):
         if not compute:
-            found = run.lookup(method, {**base_key, "d": d})
+            found = run.lookup(method, {**key(d), "d": d})
             if found is not None:
                 curve[d] = found
             continue
-        curve[d] = run.cached(method, {**base_key, "d": d}, lambda d=d: unit(d))
+        curve[d] = run.cached(method, {**key(d), "d": d}, lambda d=d: unit(d))
         shutil.rmtree(checkpoint_dir(run, method, d, seed), ignore_errors=True)  # the unit is cached now
         log.info(
             "%s d=%d seed=%d: accuracy %.5f (k=%d), fit %.2f s",
@@ -133,7 +174,7 @@ def run_method(
             curve[d]["k"],
             curve[d]["fit_s"],
         )
-        run.log_metrics(seed=seed, method=method, d=d, **curve[d])
+        run.log_metrics(seed=seed, method=method, d=d, **scalars(curve[d]))
     return curve
 
 

@@ -46,6 +46,7 @@ def read_author_csv(name: str) -> dict:
         out[method] = {
             "accuracy": [float(r[3 + 4 * j]) for r in rows],
             "fit_time_s": [float(r[1 + 4 * j]) for r in rows],
+            "accuracy_std": [float(r[4 + 4 * j]) for r in rows],
         }
     return out
 
@@ -59,6 +60,7 @@ def test_paper_yaml_reference_equals_the_authors_csv():
     for method in ("pca", "isomap", "dae", "vae"):
         np.testing.assert_allclose(ref[method]["accuracy"], csv_ref[method]["accuracy"], atol=5e-6)
         np.testing.assert_allclose(ref[method]["fit_time_s"], csv_ref[method]["fit_time_s"], atol=5e-3)
+        np.testing.assert_allclose(ref[method]["accuracy_std"], csv_ref[method]["accuracy_std"], atol=5e-6)
     for name, key in (("fashion", "fashion_mnist"), ("mnist", "mnist"), ("cifar", "cifar10")):
         value = float((REFERENCE_DIR / f"{name}_baseline.csv").read_text().strip().split(",")[1])
         assert meta["reference"]["baselines"][key] == value

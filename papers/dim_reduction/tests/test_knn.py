@@ -53,6 +53,8 @@ def test_equals_scikit_learn_randomized_search(projected_digits):
     np.testing.assert_allclose(ours.cv_scores, ref.cv_results_["mean_test_score"], rtol=0, atol=1e-12)
     assert ours.best_k == ref.best_params_["n_neighbors"]
     assert ours.test_accuracy == ref.score(x_te, y_te)
+    # item by item, as the bootstrap over test items needs: the same right and wrong answers
+    assert np.array_equal(ours.test_correct, ref.predict(x_te) == y_te) and not ours.test_correct.all()
 
 
 def test_torch_backend_finds_the_same_neighbours(projected_digits):

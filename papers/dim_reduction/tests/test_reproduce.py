@@ -73,11 +73,14 @@ def test_dry_run_prints_the_resolved_config(tmp_path, capsys):
 def test_same_seed_same_numbers(tmp_path):
     """Two fresh smoke runs (every method, the AEs included) give identical results on CPU."""
     out = []
+    caps = ["--set", "ae.dims=[2, 5]", "--set", "ae.max_epochs=2", "--set", "ae.epochs_by_dim={5: 3}"]
     for name in ("a", "b"):
-        assert main(["--scale", "smoke", "--out", str(tmp_path / name)]) == 0
+        assert main(["--scale", "smoke", "--out", str(tmp_path / name), *caps]) == 0
         out.append(results_of(tmp_path / name))
     for key in ("accuracy", "k"):
         assert out[0]["tables"][key] == out[1]["tables"][key]
     table = out[0]["tables"]["accuracy"]
     assert table["columns"] == ["d", "PCA", "Isomap", "DAE", "VAE"]  # every method ran
     assert table["rows"][0][0] == 2 and "–" not in table["rows"][0]
+    # the AEs capped at 2 epochs and at 3 for d=5 (ae.epochs_by_dim): each fit ran to its own cap
+    assert "AE epochs trained (cap): DAE d=2: 2 (2), DAE d=5: 3 (3), VAE d=2: 2 (2), VAE d=5: 3 (3)" in out[0]["notes"]
