@@ -48,7 +48,7 @@ def load_paper_meta() -> dict:
 def run_efficiency(run: Run, cfg: Config, compute: bool) -> dict | None:
     key = {"efficiency": to_dict(cfg.efficiency), "attention": to_dict(cfg.attention)}
     if not compute:
-        return _lookup(run, "efficiency", key)
+        return run.lookup_json("efficiency", key)
     with run.stage("efficiency"):
         return run.cached_json("efficiency", key, lambda: run_in_child("attention", cfg, run.dir / "efficiency"))
 
@@ -80,14 +80,9 @@ def _child_stage(run: Run, cfg: Config, stage: str, key: dict, compute: bool) ->
     """A timing stage measured in a child process (a clean allocator and thread pool), cached by `key`;
     without `compute`, only what an earlier run cached."""
     if not compute:
-        return _lookup(run, stage, key)
+        return run.lookup_json(stage, key)
     with run.stage(stage):
         return run.cached_json(stage, key, lambda: run_in_child(stage, cfg, run.dir / "efficiency"))
-
-
-def _lookup(run: Run, stage: str, key: dict) -> dict | None:
-    path = run.cache_dir / f"{stage}-{content_hash(key)}.json"
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
 def _train_unit(task_cfg: TaskConfig, variant: str, seed: int, cfg: Config) -> dict:
@@ -141,11 +136,11 @@ def run_quality(run: Run, cfg: Config, compute: bool) -> tuple[dict, dict, dict]
             "attention": to_dict(cfg.attention),
         }
 
-    found = {(t.name, v, s): _lookup(run, "quality", key(t, v, s)) for t, v, s in units}
+    found = {(t.name, v, s): run.lookup_json("quality", key(t, v, s)) for t, v, s in units}
     pending = [(t, v, s) for t, v, s in units if found[(t.name, v, s)] is None]
     majority = {}
     for t in q.tasks:
-        m = _lookup(run, "majority", {"task": to_dict(t)})
+        m = run.lookup_json("majority", {"task": to_dict(t)})
         if m is None and compute:
             data = _task(t)
             log.info(
