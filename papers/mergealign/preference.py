@@ -111,7 +111,15 @@ def train_preference(
             trainer = DPOTrainer(
                 model=model,
                 ref_model=None,
-                args=DPOConfig(output_dir=tmp, **common),
+                args=DPOConfig(
+                    output_dir=tmp,
+                    **common,
+                    **(
+                        {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, cfg.dpo_sft_weight]}
+                        if cfg.dpo_sft_weight > 0
+                        else {}
+                    ),
+                ),
                 train_dataset=preference_dataset(cfg, seed, pairs),
                 processing_class=tok,
                 peft_config=lora,

@@ -100,7 +100,21 @@ def merged_name(reading: str, d: str, cfg: Config) -> str:
     return row_name("mergealign", d, cfg) if reading == "interpolation" else ta_name(d, 1.0, 1.0)
 
 
-def measures(cfg: Config, reading: str = "interpolation") -> dict[str, Callable[[dict], float | None]]:
+# The reading each verdict uses. "Safer than SLERP" cannot be tested under the interpolation reading: there
+# MergeAlign(0.5) is (expert + instruct) / 2, which mergekit's SLERP between two models sharing a base equals
+# to 3e-9 relative (measured), so that one target reads the sum; the others read the interpolation (the
+# brief's formula). Fixed before the mini run; the 'readings' table gives every target under both.
+VERDICT_READING = {"safer_than_slerp": "sum"}
+
+
+def measures(cfg: Config, reading: str | None = None) -> dict[str, Callable[[dict], float | None]]:
+    """Each target's measure under `reading` ('interpolation' or 'sum'); None = each target's verdict reading."""
+    if reading is None:
+        out = measures(cfg, "interpolation")
+        for name, r in VERDICT_READING.items():
+            out[name] = measures(cfg, r)[name]
+        return out
+
     def ma(r: dict, d: str, metric: str) -> float | None:
         return score(r, merged_name(reading, d, cfg), metric)
 
@@ -205,7 +219,8 @@ def readings_table(specs: list[dict], per_seed: list[dict], cfg: Config) -> Tabl
             vals.append(f"{np.mean(v):.4f}" if v else "–")
         rows.append([t["name"], f"≥ {t['threshold']}", *vals])
     return Table(
-        "Every target under both readings of MergeAlign (verdicts above: the interpolation reading, a = 0.5)",
+        "Every target under both readings of MergeAlign (verdicts above: the interpolation reading, a = 0.5, except "
+        "safer_than_slerp, which reads the sum: under the interpolation reading MergeAlign(0.5) is SLERP(0.5))",
         ["target", "threshold", READINGS["interpolation"], READINGS["sum"]],
         rows,
     )
@@ -267,7 +282,7 @@ def ladder_table(specs: list[dict], ladder: dict) -> Table:
         params.append(f"{n / 1e6:.2f}M")
     rows.insert(0, ["parameters", "–", *params])
     return Table(
-        "The size ladder: each target (interpolation reading) and the family's anchors per model size "
+        "The size ladder: each target (its verdict reading) and the family's anchors per model size "
         "(layers x width), same world, budgets and seed",
         ["quantity", "target", *labels],
         rows,
@@ -544,8 +559,8 @@ def write_report(
         "where shown, a logistic classifier over all-MiniLM-L6-v2 embeddings (shared/lm_family/judge.py)"
         if cfg.eval.judge == "refusal"
         else f"judges: {cfg.hub.judge_for}",
-        "verdicts use the interpolation reading (base + a·τ_dom + (1−a)·τ_align, a = 0.5); the 'readings' table "
-        "gives every target under the task-arithmetic sum reading too",
+        "verdicts use the interpolation reading (base + a·τ_dom + (1−a)·τ_align, a = 0.5), except safer_than_slerp "
+        "(the sum base + τ_dom + τ_align); the 'readings' table gives every target under both readings",
     ]
     results = run.new_results(command, targets, tables=tables, figures=figures, notes=notes)
     run.write_results(results)

@@ -343,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     per_seed = [run_seed(run, cfg, stages, seed, Path(args.out)) for seed in cfg.seeds]
     ladder = {ladder_label(cfg.family.model): (cfg, per_seed)}
     for shape in cfg.ladder:
-        rung = dataclasses.replace(cfg, family=dataclasses.replace(cfg.family, model=shape), ladder=[])
+        rung = dataclasses.replace(
+            cfg, family=dataclasses.replace(cfg.family, model=shape), ladder=[], merge=cfg.ladder_merge or cfg.merge
+        )
         tag = f"-{ladder_label(shape)}"
         ladder[ladder_label(shape)] = (rung, [run_seed(run, rung, stages, s, Path(args.out), tag) for s in cfg.seeds])
     with run.stage("report"):
