@@ -127,8 +127,8 @@ def test_safetensors_round_trip_without_the_tied_head(tmp_path):
     """save_state drops the tied lm_head (safetensors refuses shared tensors), from_pretrained ties it back,
     and the logits are bit-identical; an untied head is kept."""
     from safetensors import safe_open
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")))
     ids = [1, 4, 9, 16, 25, 3]
