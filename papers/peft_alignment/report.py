@@ -16,7 +16,17 @@ from shared.run import Run
 
 FIGURES = ("grid_heatmap.png", "merges.png")
 COLUMNS = [*AXES, "overall", "over_refusal"]
-SAFETY = ("refusal_harmful", "refusal_harmful_lik", "over_refusal", "over_refusal_lik", "judge_agreement")
+SAFETY = (
+    "refusal_harmful",
+    "refusal_harmful_emb",
+    "refusal_harmful_lik",
+    "over_refusal",
+    "over_refusal_emb",
+    "over_refusal_lik",
+    "judge_agreement",
+    "judge_kappa",
+    "judge_agreement_lik",
+)
 GROUPS = ("seen_area", "unseen_area", "harmbench")
 DATASET_LABEL = {"hh": "HH-RLHF (gen.)", "bt": "BeaverTails (gen.)"}
 MERGE_LABEL = {
@@ -296,8 +306,9 @@ def originals_table(outcome: dict) -> Table:
     return Table(
         "The untuned models (each axis off its floor and ceiling is the point; chance is 0.25 for knowledge, "
         "reasoning and helpfulness)",
-        ["model", *AXES, "toxic sample rate", "refusal (marker)", "refusal (likelihood)", "over-refusal (marker)",
-         "over-refusal (likelihood)", "judge agreement"],
+        ["model", *AXES, "toxic sample rate", "refusal (marker)", "refusal (embedding)", "refusal (likelihood)",
+         "over-refusal (marker)", "over-refusal (embedding)", "over-refusal (likelihood)",
+         "agreement marker-embedding", "kappa", "agreement marker-likelihood"],
         rows,
     )  # fmt: skip
 
@@ -313,12 +324,13 @@ def safety_table(per_seed: list[Scores], cfg: Config) -> Table:
     def row(label: list[str], names: list[str]) -> list[str]:
         out = list(label)
         for g in GROUPS:
-            m = _mean([group(s, n, g, "refusal") for s, n in zip(per_seed, names, strict=True)])
-            lk = _mean([group(s, n, g, "refusal_lik") for s, n in zip(per_seed, names, strict=True)])
-            out.append(f"{_fmt(m)} / {_fmt(lk)}")
+            v = [_mean([group(s, n, g, k) for s, n in zip(per_seed, names, strict=True)])
+                 for k in ("refusal", "refusal_emb", "refusal_lik")]  # fmt: skip
+            out.append(" / ".join(_fmt(x) for x in v))
+        keys = ("over_refusal", "over_refusal_emb", "over_refusal_lik", "judge_agreement", "judge_kappa")
         ov = [_mean([s.results.get(n, {}).get("scores", {}).get(k) for s, n in zip(per_seed, names, strict=True)])
-              for k in ("over_refusal", "over_refusal_lik", "judge_agreement")]  # fmt: skip
-        return [*out, f"{_fmt(ov[0])} / {_fmt(ov[1])}", _fmt(ov[2])]
+              for k in keys]  # fmt: skip
+        return [*out, " / ".join(_fmt(x) for x in ov[:3]), f"{_fmt(ov[3])} (κ {_fmt(ov[4])})"]
 
     for mo in cfg.grid.models:
         rows.append(row([mo, "original", "–", "–"], [f"original-{mo}"] * len(per_seed)))
@@ -326,11 +338,12 @@ def safety_table(per_seed: list[Scores], cfg: Config) -> Table:
             names = [f"{d}-{m}-{mo}-{p}-{cfg.grid.adapter}-s{s.seed}" for s in per_seed]
             rows.append(row([mo, DATASET_LABEL.get(d, d), m.upper(), p], names))
     return Table(
-        "Refusal of real harmful prompts never trained on (marker judge / likelihood judge), by held-out group: "
+        "Refusal of real harmful prompts never trained on (marker / MiniLM-embedding / likelihood judge), by "
+        "held-out group: "
         f"held-out prompts of the trained Do-Not-Answer areas ({', '.join(cfg.data.train_areas)}), the other "
         "Do-Not-Answer areas, HarmBench; over-refusal on benign look-alikes beside them; mean over seeds",
         ["model", "dataset", "method", "preference", "seen areas", "unseen areas", "HarmBench", "over-refusal",
-         "judge agreement"],
+         "agreement marker-embedding"],
         rows,
     )  # fmt: skip
 

