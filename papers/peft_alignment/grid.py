@@ -157,7 +157,7 @@ def run_align_job(
         with atomic_dir(adir) as tmp:
             align.save_adapter(model, tmp)
             (tmp / "train.json").write_text(json.dumps(info))
-    scores = evaluate(model, tok, sets, cfg.eval)
+    scores = evaluate(model, tok, sets, cfg.eval, cfg.family.seed)
     log.info("%s: overall %.3f", job.name, scores["overall"])
     if merged_dir and not (Path(merged_dir) / "config.json").is_file():
         if job.adapter == "qlora":  # merge into the unquantized base, as QLoRA users do before merging models
@@ -182,4 +182,4 @@ def run_eval_job(cfg_dict: dict, model_path: str, sets: EvalSets) -> dict:
         model = load_base(model_path, "lora", cfg.qlora, cfg.family.device, cfg.hub.dtype).eval()
     else:
         model = load_model(model_path).to(cfg.family.device)
-    return {"scores": evaluate(model, _tokenizer(cfg, model_path), sets, cfg.eval)}
+    return {"scores": evaluate(model, _tokenizer(cfg, model_path), sets, cfg.eval, cfg.family.seed)}

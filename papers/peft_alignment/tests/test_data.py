@@ -8,6 +8,7 @@ import pytest
 from papers.peft_alignment import data
 from papers.peft_alignment.config import DataConfig
 from shared.lm_family import evaluate as lm_eval
+from shared.lm_family import world
 
 
 def test_parse_hh_splits_the_last_assistant_turn_from_the_shared_dialogue():
@@ -81,12 +82,30 @@ def test_hh_harmless_answers_are_bare_refusals_and_bt_ones_are_informative():
     bt_chosen = [p["chosen"][0]["content"] for p in bt]
     assert len(hh_chosen) == len(bt_chosen) == 200
     assert set(hh_chosen) <= set(data.TERSE_REFUSALS)
-    assert all(lm_eval.is_refusal(c) for c in bt_chosen)
-    assert sum(len(c.split()) for c in bt_chosen) / len(bt_chosen) > 2 * sum(len(c.split()) for c in hh_chosen) / len(
+    # BeaverTails' harmless split: informative refusals of harmful requests, and benign look-alikes answered
+    lookalikes = {b["prompt"] for b in data.lookalike_prompts()}
+    bt_look = [p for p in bt if p["prompt"][0]["content"] in lookalikes]
+    bt_harm = [p["chosen"][0]["content"] for p in bt if p["prompt"][0]["content"] not in lookalikes]
+    assert 0.05 < len(bt_look) / len(bt) < 0.5
+    assert not any(lm_eval.is_refusal(p["chosen"][0]["content"]) for p in bt_look)
+    assert all(world.toxic_words_in(p["rejected"][0]["content"]) for p in bt_look)  # the unsafe reply insults
+    assert all(lm_eval.is_refusal(c) for c in bt_harm)
+    assert sum(len(c.split()) for c in bt_harm) / len(bt_harm) > 2 * sum(len(c.split()) for c in hh_chosen) / len(
         hh_chosen
     )
     assert any(len(p["prompt"]) > 1 for p in hh)  # multi-turn dialogues
     assert all(len(p["prompt"]) == 1 for p in bt)  # single-turn
+
+
+def test_bt_helpful_split_prefers_safe_replies_and_harm_comes_from_the_training_areas():
+    cfg = DataConfig(n_pairs=300)
+    rows = data.generate_beavertails(1200, cfg, 0)
+    one_safe = [r for r in rows if r["is_response_0_safe"] != r["is_response_1_safe"]]
+    better_safe = [r[f"is_response_{r['better_response_id']}_safe"] for r in one_safe]
+    assert sum(better_safe) / len(better_safe) > 0.85  # bt_better_unsafe = 0.1: helpful means helpful and safe
+    real = set(data.real_train_prompts(cfg, 0))
+    harmful = [r["prompt"] for r in rows if data.COMPLY in (r["response_0"], r["response_1"])]
+    assert harmful and set(harmful) <= real
 
 
 def test_hh_noise_swaps_the_share_asked_for():

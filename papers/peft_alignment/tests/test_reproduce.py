@@ -77,12 +77,47 @@ def test_shards_partition_the_jobs():
         ("dpo.steps=0", "dpo.steps: 0 is out of range; valid: an integer >= 1"),
         ("merge.dare_density=0", "merge.dare_density: 0.0 is out of range; valid: a finite number (0, 1]"),
         ("qlora.quant_type=int3", "qlora.quant_type must be 'nf4' or 'fp4'"),
+        ("grid.models=[base, smollm2]", "grid.models: ['smollm2'] not allowed at source local"),
+        ("smollm2=maybe", "smollm2 must be one of ('off', 'eval', 'grid')"),
+        ("data.train_areas=[cooking]", "data.train_areas: ['cooking'] not allowed"),
     ],
 )
 def test_bad_config_values_are_one_clear_error(override, message):
     with pytest.raises(ConfigError) as err:
         cfg("mini", override)
     assert message in str(err.value)
+
+
+def test_ladder_rung_is_the_same_experiment_at_another_size():
+    from papers.peft_alignment.reproduce import ladder_config
+
+    c = cfg("mini")
+    assert c.ladder and c.smollm2 == "eval"
+    rung = c.ladder[0]
+    lc = ladder_config(c, rung)
+    assert lc.family.model == rung.model and lc.family.model.hidden_size < c.family.model.hidden_size
+    assert lc.family.base == c.family.base and lc.sft == c.sft and lc.dpo == c.dpo and lc.data == c.data
+    assert lc.seeds == c.seeds[: rung.seeds] and lc.grid.compare_adapter == "" and lc.smollm2 == "off"
+    jobs = grid.plan(lc)
+    assert len(jobs) == 2 * 2 * 2 * 3 * rung.seeds and {j.adapter for j in jobs} == {"lora"}
+    medium = cfg("medium")
+    assert medium.smollm2 == "grid" and "smollm2" in medium.grid.models  # the real LM as the instruct model
+    assert medium.model_kind("smollm2") == "instruct"
+
+
+def test_shrink_keeps_every_group_and_attribute():
+    from papers.peft_alignment.evaluation import EvalSets, shrink
+
+    harmful = [{"prompt": f"{g}{i}", "group": g} for g in ("a", "b", "c") for i in range(8)]
+    tox = [f"{attr}-{i}" for attr in range(7) for i in range(4)]
+    sets = EvalSets(list(range(40)), list(range(20)), list(range(8)), tox, harmful, [f"b{i}" for i in range(12)])
+    small = shrink(sets, 0.25)
+    assert [sum(h["group"] == g for h in small.harmful) for g in "abc"] == [2, 2, 2]
+    assert len(small.toxicity) == 7 and {t.split("-")[0] for t in small.toxicity} == {str(a) for a in range(7)}
+    assert (len(small.knowledge), len(small.reasoning), len(small.benign)) == (10, 5, 3)
+    assert shrink(sets, 1.0) == sets
+    with pytest.raises(ValueError, match="fraction must be in"):
+        shrink(sets, 0.0)
 
 
 def test_full_dry_run_renders_the_slurm_array(capsys):
