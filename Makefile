@@ -64,7 +64,7 @@ bench: check-paper setup  ## speed/memory ratios of one paper: make bench PAPER=
 	$(BIN)/python -m "papers.$$PAPER.bench"
 
 traces: setup  ## collect a trace dataset, all seven behaviours (root): make traces [OUT=runs/traces/ds]
-	$(BIN)/python -m shared.traces collect --out $(or $(OUT),runs/traces/ds) --behaviours all --drop-raw
+	$(BIN)/python -m shared.traces collect --out $(or $(OUT),runs/traces/ds) --behaviours all
 
 bench-traces: setup  ## parse rate and tracing overhead of shared/traces (root)
 	$(BIN)/python -m shared.traces bench --out shared/traces/results
