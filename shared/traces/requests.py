@@ -57,17 +57,8 @@ def cut_requests(events: pa.Table) -> pa.Table:
     the capture's edges are dropped."""
     is_syscall = equals(events.column("kind"), "syscall")
     is_probe = equals(events.column("kind"), "probe")
-    names = events.column("name")
-    rows = np.nonzero(equals(names, BEGIN, END) & is_probe)[0]
     tid_all = events.column("tid").to_numpy()
-    tids = tid_all[rows]
-    is_begin = equals(names, BEGIN)[rows]
-    order = np.lexsort((rows, tids))
-    rows, tids, is_begin = rows[order], tids[order], is_begin[order]
-    pair = is_begin[:-1] & ~is_begin[1:] & (tids[:-1] == tids[1:])
-    b_rows, e_rows = rows[:-1][pair], rows[1:][pair]
-    chrono = np.argsort(b_rows, kind="stable")
-    b_rows, e_rows = b_rows[chrono], e_rows[chrono]
+    b_rows, e_rows = handler_rows(events)
 
     ts = events.column("ts").to_numpy()
     pid = events.column("pid").to_numpy()
@@ -98,6 +89,21 @@ def cut_requests(events: pa.Table) -> pa.Table:
         "connection": conn,
     }
     return pa.Table.from_pydict(cols, schema=REQUEST_SCHEMA)
+
+
+def handler_rows(events: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of each complete request's req_begin and req_end probes, in the order of cut_requests."""
+    is_probe = equals(events.column("kind"), "probe")
+    names = events.column("name")
+    rows = np.nonzero(equals(names, BEGIN, END) & is_probe)[0]
+    tids = events.column("tid").to_numpy()[rows]
+    is_begin = equals(names, BEGIN)[rows]
+    order = np.lexsort((rows, tids))
+    rows, tids, is_begin = rows[order], tids[order], is_begin[order]
+    pair = is_begin[:-1] & ~is_begin[1:] & (tids[:-1] == tids[1:])
+    b_rows, e_rows = rows[:-1][pair], rows[1:][pair]
+    chrono = np.argsort(b_rows, kind="stable")
+    return b_rows[chrono], e_rows[chrono]
 
 
 def _probe_arg(events: pa.Table) -> np.ndarray:
