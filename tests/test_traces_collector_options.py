@@ -92,6 +92,18 @@ def test_requests_span_their_connections_lifetime():
     assert req["length"] == [4, 2, 4, 4]  # B: its accept4 and its close; last of A: B's close and its own
 
 
+def test_a_close_probe_without_its_syscall_ends_at_the_probe():
+    # A's socket closed by apr_socket_close without a close(2) of its own (already closed): the next close
+    # exit on that thread belongs to a later apr_socket_close, so A's last request ends at the probe
+    rows = [r for r in ROWS if r[0] not in (141, 142)] + [
+        (150, OTHER, "probe", "sock_close", 0, 9),
+        (151, OTHER, "syscall", "close", 1, None),
+        (152, OTHER, "syscall", "close", 2, 0),
+    ]
+    req = cut_requests(_events(rows)).to_pydict()
+    assert req["end_ns"] == [107, 113, 131, 140]
+
+
 def test_without_connection_probes_the_handler_rule_holds():
     rows = [r for r in ROWS if r[3] not in ("conn_new", "conn_made", "sock_close")]
     req = cut_requests(_events(rows)).to_pydict()

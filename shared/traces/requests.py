@@ -132,7 +132,7 @@ def _connections(
         return conn, {}, {}
 
     by_tid: dict[int, list[int]] = defaultdict(list)  # rows per tid, ascending, for "next/previous on this thread"
-    for rows in (made_rows, accept_entry, close_exit):
+    for rows in (made_rows, accept_entry, close_exit, close_rows):
         for r in rows.tolist():
             by_tid[int(tid[r])].append(r)
     for v in by_tid.values():
@@ -140,11 +140,15 @@ def _connections(
     made_set, accept_entry_set = set(made_rows.tolist()), set(accept_entry.tolist())
     close_exit_set = set(close_exit.tolist())
 
-    def next_on_thread(row: int, wanted: set[int]) -> int | None:
+    sock_close_set = set(close_rows.tolist())
+
+    def next_on_thread(row: int, wanted: set[int], stop: set[int] = frozenset()) -> int | None:
         rows = by_tid[int(tid[row])]
         for r in rows[bisect.bisect_right(rows, row) :]:
             if r in wanted:
                 return r
+            if r in stop:
+                return None
         return None
 
     def prev_on_thread(row: int, wanted: set[int]) -> int | None:
@@ -173,7 +177,8 @@ def _connections(
         cl = [c for c in closes.get(key, []) if c > r]
         end = None
         if cl:
-            end = next_on_thread(cl[0], close_exit_set) or cl[0]
+            # the close(2) that apr_socket_close made: before this thread's next apr_socket_close
+            end = next_on_thread(cl[0], close_exit_set, stop=sock_close_set) or cl[0]
         conns.append((int(pid[r]), int(arg[made]), made, begin, end))
 
     live: dict[tuple[int, int], list[int]] = defaultdict(list)  # (pid, ptr) -> connection indices by made row
