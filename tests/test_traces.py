@@ -238,7 +238,8 @@ def test_schedule_alternates_and_separates_splits():
     for novelty in NOVELTIES:
         assert len(by_split[f"valid_ood_{novelty}"]) == 2 and len(by_split[f"test_ood_{novelty}"]) == 2
     normal = [b for b in blocks if b.behaviour == "normal"]
-    assert [b.split for b in normal].count("train") == 16
+    assert [b.split for b in normal].count("train") == 12  # 2:1:1
+    assert [b.split for b in normal].count("valid_id") == [b.split for b in normal].count("test_id") == 6
     assert {b.split for b in normal} == {"train", "valid_id", "test_id"}
     assert splits_of(blocks)[:4] == ["train", "valid_id", "test_id", "valid_ood_connection"]
     with pytest.raises(OptionError, match=r"rounds: 1 is out of range; valid: an integer 2 <= rounds <= 1000"):
