@@ -466,6 +466,7 @@ BAD_OPTIONS = [
     ("rate", 0), ("rate", 33),  # 1,000 requests at 33/s take more than half of wrk's 60 s
     ("rate", 5001), ("cpu_workers", 0), ("cpu_workers", 257), ("queue_connections", 25),  # not above 25 workers
     ("keep", -1), ("keep", 1001),  # more than the 1,000 traced requests per block
+    ("nice", -21), ("nice", 20),
     ("buffer_kb", 0), ("boundaries", "sometimes"),
 ]  # fmt: skip
 
@@ -509,6 +510,7 @@ BAD_FLAGS = [
     ("collect", "--requests", "0"), ("collect", "--rounds", "1"), ("collect", "--seed", "-1"),
     ("collect", "--warmup", "-5"), ("collect", "--rate", "-1"), ("collect", "--rate", "100000"),
     ("collect", "--cpu-workers", "0"), ("collect", "--queue-connections", "10"), ("collect", "--keep", "5000"),
+    ("collect", "--nice", "99"),
     ("collect", "--connections", "0"), ("collect", "--boundaries", "sometimes"), ("bench", "--seconds", "0"),
     ("bench", "--repeats", "0"), ("ctf", "--skip", "-1"),
 ]  # fmt: skip
