@@ -77,7 +77,7 @@ class CollectOptions:
     rounds: int = 4
     seed: int = 0
     warmup: int = 1000
-    threads: int = 2
+    threads: int = 1  # one wrk thread: one evenly spaced schedule (two threads drift in phase per run, see README)
     connections: int = 10
     rate: int = 400
     cpu_workers: int = 32
