@@ -83,9 +83,7 @@ def parse_behaviours(names: str | list[str]) -> list[Behaviour]:
         return [BEHAVIOURS[n] for n in PAPER_SEVEN]
     unknown = [n for n in names if n not in BEHAVIOURS]
     if unknown:
-        raise TraceError(
-            f"unknown behaviour(s) {unknown}; valid: {', '.join(BEHAVIOURS)} {ALL_HINT}"
-        )
+        raise TraceError(f"unknown behaviour(s) {unknown}; valid: {', '.join(BEHAVIOURS)} {ALL_HINT}")
     if not names:
         raise TraceError(f"no behaviours given; valid: {', '.join(BEHAVIOURS)} {ALL_HINT}")
     return [BEHAVIOURS[n] for n in dict.fromkeys(names)]
