@@ -67,7 +67,7 @@ test: setup  ## unit tests, the contract test over every paper, every paper's sm
 bench: check-paper setup  ## speed/memory ratios of one paper: make bench PAPER=name
 	$(BIN)/python -m "papers.$$PAPER.bench"
 
-traces: setup  ## collect a trace dataset, all seven behaviours (root): make traces [OUT=runs/traces/ds]
+traces: setup  ## collect a trace dataset: the paper's seven behaviours and ssl_https, about 6.5 min (root): make traces [OUT=runs/traces/ds]
 	$(BIN)/python -m shared.traces collect --out $(or $(OUT),runs/traces/ds) --behaviours all
 
 bench-traces: setup  ## parse rate and tracing overhead of shared/traces (root)
