@@ -145,8 +145,12 @@ def _inspect(args) -> int:
 def _signal(ds, modes: tuple[str, ...], json_path: Path | None) -> None:
     """The signal report (shared/traces/signal.py) under the dataset table; a dataset without enough
     normal blocks for the floor (a single-split CTF conversion) says so instead."""
-    from shared.traces.signal import RULES_NOTE, signal_report, signal_table, write_report
+    from shared.traces.signal import RULES_NOTE, effects_table, signal_report, signal_table, write_report
 
+    effects = ds.manifest.get("effects") or {}
+    if effects:
+        print("\nmeasured effects (the collector's, per behaviour):")
+        print(markdown_table(*effects_table(effects)))
     try:
         rows = signal_report(ds, modes)
     except TraceError as exc:
@@ -159,7 +163,7 @@ def _signal(ds, modes: tuple[str, ...], json_path: Path | None) -> None:
         total = {k: sum(v[k] for v in links.values()) for k in next(iter(links.values()))}
         print(f"causal links (requests per rule): {', '.join(f'{k} {v}' for k, v in total.items())}")
     if json_path is not None:
-        write_report(rows, json_path)
+        write_report(rows, json_path, effects)
         print(f"signal report written to {json_path}")
 
 
