@@ -1,7 +1,8 @@
 """Which events of a block belong to one request: the three cutting modes.
 
-global  the paper's rule: every syscall event of the traced server processes strictly between the worker's
-        req_begin and req_end, from whichever thread made it (concurrent requests included).
+global  the paper's rule: every syscall event of the traced server processes strictly inside the request's
+        window (the requests table's row_begin, row_end: the worker's req_begin and req_end, or its
+        connection's accept4 and close), from whichever thread made it (concurrent requests included).
 thread  only the Apache worker thread's own syscalls in that window.
 causal  our extension: the worker thread's syscalls in its window, plus the PHP-FPM child serving this
         request, plus the MariaDB thread(s) that child talks to, all clipped to the worker's window.
@@ -22,7 +23,8 @@ and php_request_shutdown) that serves it, in this order of strength (a sched_wak
 
 Each request gets at most one PHP window and each PHP window at most one request; rules are applied in
 that order over the whole block, so a weaker rule never takes a pair a stronger one already claimed.
-A request left unlinked keeps only its worker's events (the report counts them).
+A request left unlinked keeps only its worker's events (Dataset.links counts each rule). On the shipped
+sample: 6,000 of 7,244 requests linked by response wake, 1,127 by nesting, 27 by request wake, 90 not.
 
 C's part is its *serving segment*: from its `accept` exit before php_begin (the FastCGI connection from
 W) to its next `accept` entry after php_end (so the FastCGI read, the script and the response write and
@@ -31,6 +33,7 @@ every mariadbd thread that C wakes, or is woken by, inside that segment (the thr
 database connection), its syscalls inside the segment; not the mariadbd thread that accepts
 connections (it serves every child, and its wakeups land in C's context only about two times in three).
 On the shipped sample 7121 of the 7154 linked requests find their connection thread this way (23 find two).
+
 When the requests table extends a window to its connection (the first request of a connection begins
 at the listener's accept4, the last ends at the socket's close, shared/traces/requests.py) and another
 thread made those calls, causal also takes that accept4's and that close's entry and exit, and nothing
@@ -42,15 +45,12 @@ superset of the thread ones.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from shared.traces.events import dict_codes
-
-log = logging.getLogger(__name__)
 
 MODES = ("global", "thread", "causal")
 PHP_BEGIN, PHP_END = "php_begin", "php_end"
