@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     i = sub.add_parser("inspect", help="print a dataset's table: requests, length and duration per split")
     i.add_argument("dir", type=Path)
-    i.add_argument("--mode", default="global", help="global (the paper's rule) or thread")
+    i.add_argument("--mode", default="global", help="global (the paper's rule), thread or causal (ours)")
 
     b = sub.add_parser("bench", help="parse rate and tracing overhead (root)")
     b.add_argument("--out", type=Path, required=True)

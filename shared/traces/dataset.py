@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 from shared.environment import cpu_model, git_commit
 from shared.io import atomic_write_bytes, atomic_write_json
 from shared.progress import progress
+from shared.traces.cutting import MODES, RULES, BlockCut, cut_block
 from shared.traces.errors import ManifestError, TraceError
 from shared.traces.events import decode_capture, equals
-from shared.traces.requests import MODES, cut_requests, request_rows
+from shared.traces.requests import cut_requests
 from shared.traces.schedule import Block, splits_of
 
 MANIFEST = "manifest.json"
@@ -272,7 +273,7 @@ class TraceDataset:
     @functools.lru_cache(maxsize=8)  # noqa: B019
     def _columns(self, block: str, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
         ev = self.events(block)
-        cols = {"_syscall": equals(ev.column("kind"), "syscall"), "_tid": ev.column("tid").to_numpy()}
+        cols = {"_syscall": equals(ev.column("kind"), "syscall")}
         for f in fields:
             col = ev.column(f)
             if pa.types.is_dictionary(col.type):
@@ -281,19 +282,43 @@ class TraceDataset:
                 cols[f] = col.to_numpy(zero_copy_only=False)
         return cols
 
+    @functools.lru_cache(maxsize=8)  # noqa: B019
+    def cut(self, block: str) -> tuple[BlockCut, dict[int, int]]:
+        """The block's causal links (shared/traces/cutting.py), and row_begin -> its index there."""
+        req = self.requests.filter(equals(self.requests.column("block"), block))
+        row_begin = req.column("row_begin").to_numpy()
+        cut = cut_block(self.events(block), row_begin, req.column("row_end").to_numpy(), req.column("tid").to_numpy())
+        return cut, {int(r): i for i, r in enumerate(row_begin)}
+
     def sequences(self, split: str, mode: str = "global", fields: tuple[str, ...] = SEQUENCE_FIELDS) -> Iterator[dict]:
-        """Each request of `split` as {field: array over its syscall events, 'duration_ns': int}."""
+        """Each request of `split` as {field: array over its syscall events, 'duration_ns': int}, cut by
+        `mode` (global: the paper's window, thread: the worker alone, causal: worker + its PHP-FPM child +
+        MariaDB, see shared/traces/cutting.py)."""
         if mode not in MODES:
             raise TraceError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
-        req = self.split(split).to_pydict()
-        for i in range(len(req["request"])):
-            cols = self._columns(req["block"][i], tuple(fields))
-            rows = request_rows(
-                cols["_syscall"], cols["_tid"], req["row_begin"][i], req["row_end"][i], req["tid"][i], mode
-            )
+        req = self.split(split).select(["block", "row_begin", "row_end", "duration_ns"]).to_pydict()
+        for i in range(len(req["row_begin"])):
+            block, lo, hi = req["block"][i], req["row_begin"][i], req["row_end"][i]
+            cols = self._columns(block, tuple(fields))
+            if mode == "global":
+                rows = np.arange(lo + 1, hi)[cols["_syscall"][lo + 1 : hi]]
+            else:
+                cut, index = self.cut(block)
+                rows = cut.rows(index[lo], mode)
             seq = {f: cols[f][rows] for f in fields}
             seq["duration_ns"] = req["duration_ns"][i]
             yield seq
+
+    def links(self, split: str) -> dict[str, int]:
+        """How the causal mode linked `split`'s requests to their PHP window: requests per rule (RULES)."""
+        out = dict.fromkeys(RULES, 0)
+        req = self.split(split).select(["block", "row_begin"]).to_pydict()
+        for block in dict.fromkeys(req["block"]):
+            cut, index = self.cut(block)
+            rows = [index[r] for b, r in zip(req["block"], req["row_begin"], strict=True) if b == block]
+            for r in cut.rule[rows]:
+                out[RULES[r]] += 1
+        return out
 
     def stats(self, mode: str = "global") -> list[SplitStats]:
         """The paper's dataset table: requests, length mean +- sd (syscall events), duration mean +- sd."""
