@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shared.config import ConfigError
-from shared.traces.requests import MODES
+from shared.traces.cutting import MODES
 
 MODELS = ("lstm", "transformer", "longformer")
 
