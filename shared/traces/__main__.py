@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("inspect", help="print a dataset's table: requests, length and duration per split")
     i.add_argument("dir", type=Path)
     i.add_argument("--mode", default="global", help="global (the paper's rule), thread or causal (ours)")
+    i.add_argument("--signal-modes", default="global,causal", help="cutting modes of the signal report")
+    i.add_argument("--no-signal", action="store_true", help="skip the signal report (count classifier per behaviour)")
+    i.add_argument("--json", type=Path, default=None, help="also write the signal report as JSON to this file")
 
     b = sub.add_parser("bench", help="parse rate and tracing overhead (root)")
     b.add_argument("--out", type=Path, required=True)
@@ -82,6 +85,16 @@ def _check_options(args: argparse.Namespace) -> None:
         check_all({"seconds": args.seconds, "repeats": args.repeats})
     elif args.command == "ctf":
         check("skip", args.skip)
+    elif args.command == "inspect":
+        from shared.traces.cutting import MODES
+
+        modes = [m.strip() for m in args.signal_modes.split(",") if m.strip()]
+        if args.mode not in MODES:
+            raise OptionError("mode", args.mode, ", ".join(MODES), "is not a cutting mode")
+        for m in modes or [args.signal_modes]:
+            if m not in MODES:
+                raise OptionError("signal_modes", m, f"a comma list of {', '.join(MODES)}", "is not a cutting mode")
+        args.signal_modes = tuple(modes)
 
 
 def _collect(args) -> int:
@@ -95,7 +108,7 @@ def _collect(args) -> int:
         return 130
     if not args.no_sanity:
         sanity_check(out)
-    return _inspect(argparse.Namespace(dir=out, mode="global"))
+    return _inspect(argparse.Namespace(dir=out, mode="global", signal_modes=("global", "causal"), no_signal=False))
 
 
 def _inspect(args) -> int:
@@ -118,7 +131,30 @@ def _inspect(args) -> int:
     if "sanity" in m:
         print(f"sanity: {m['sanity']['summary']}")
     print(markdown_table(["split", "requests", f"length ({args.mode}, events)", "duration (ms)"], rows))
+    if not getattr(args, "no_signal", False):
+        _signal(ds, getattr(args, "signal_modes", ("global", "causal")), getattr(args, "json", None))
     return 0
+
+
+def _signal(ds, modes: tuple[str, ...], json_path: Path | None) -> None:
+    """The signal report (shared/traces/signal.py) under the dataset table; a dataset without enough
+    normal blocks for the floor (a single-split CTF conversion) says so instead."""
+    from shared.traces.signal import RULES_NOTE, signal_report, signal_table, write_report
+
+    try:
+        rows = signal_report(ds, modes)
+    except TraceError as exc:
+        print(f"signal report: skipped ({exc})")
+        return
+    print(f"\nsignal report: {RULES_NOTE}")
+    print(markdown_table(*signal_table(rows)))
+    if "causal" in modes:
+        links = {s: ds.links(s) for s in ds.splits}
+        total = {k: sum(v[k] for v in links.values()) for k in next(iter(links.values()))}
+        print(f"causal links (requests per rule): {', '.join(f'{k} {v}' for k, v in total.items())}")
+    if json_path is not None:
+        write_report(rows, json_path)
+        print(f"signal report written to {json_path}")
 
 
 def _bench(args) -> int:
@@ -132,7 +168,7 @@ def _ctf(args) -> int:
     from shared.traces.ctf import convert_ctf
 
     out = convert_ctf(args.src, args.out, split=args.split, skip=args.skip)
-    return _inspect(argparse.Namespace(dir=out, mode="global"))
+    return _inspect(argparse.Namespace(dir=out, mode="global", no_signal=True))
 
 
 def _readme(args) -> int:
