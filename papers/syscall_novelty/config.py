@@ -32,6 +32,9 @@ class DataConfig:
     # paper's rule (the numbers compared with the paper's); any other mode is our extension (causal: the
     # worker thread, the php-fpm window serving the request and MariaDB activity on its connection).
     modes: list[str] = field(default_factory=lambda: ["global"])
+    # Before the models: shared.traces' signal report (a count classifier per behaviour and mode on
+    # disjoint blocks, beside the normal-vs-normal floor): can the behaviour appear in these requests?
+    signal_report: bool = True
 
 
 @dataclass

@@ -19,6 +19,7 @@ from shared.metrics import auroc  # noqa: E402
 from shared.results import Results, Table, Target  # noqa: E402
 from shared.run import Run  # noqa: E402
 from shared.traces import TraceDataset  # noqa: E402
+from shared.traces.signal import signal_table  # noqa: E402
 
 LABELS = {
     "lstm": "LSTM",
@@ -299,13 +300,22 @@ def write_report(
     outputs: dict,
     meta: dict,
     command: str,
+    signal: dict | None = None,
 ) -> Results:
     models = _models(outputs)
     modes = _modes(outputs) or list(splits)
     dets = detections(outputs, novelties, cfg.thresholds)
     ref = meta["reference"]
     targets = evaluate_targets(meta["targets"], outputs, dets)
-    tables = {"verdicts": verdicts_table(targets, modes)}
+    tables = {}
+    if signal and signal.get("rows"):
+        columns, rows = signal_table(signal["rows"])
+        title = (
+            "Can a behaviour appear in these requests? Signal report (shared.traces): count-classifier AUROC on "
+            "disjoint blocks, beside the normal-vs-normal floor"
+        )
+        tables["signal"] = Table(title, columns, rows)
+    tables["verdicts"] = verdicts_table(targets, modes)
     for mode in modes:
         tables[f"detection_{mode}"] = detection_table(dets, mode, novelties, models, ref)
     for mode in modes:
@@ -333,6 +343,7 @@ def write_report(
             f"scores: mean loss (the paper's perplexity) and our extensions: max per-token surprisal, mean of the "
             f"top {cfg.score.top_k}, summed surprisal of events whose name {cfg.score.unseen_order}-gram never "
             f"occurs in training",
+            *([f"signal report not run: {signal['skipped']}"] if signal and signal.get("skipped") else []),
         ],
     )
     run.write_results(results)

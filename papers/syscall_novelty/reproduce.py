@@ -37,6 +37,7 @@ from shared.run import Run, content_hash
 from shared.seeding import seed_everything
 from shared.traces import TraceError
 from shared.traces.ngram import NgramModel
+from shared.traces.signal import signal_report
 from shared.traces.tokens import Vocab
 
 PAPER_DIR = Path(__file__).resolve().parent
@@ -113,6 +114,15 @@ def load_mode(cfg: Config, ds, mode: str) -> tuple[Vocab, dict[str, Split], list
     return vocab, splits, novelties
 
 
+def signal_rows(ds, cfg: Config) -> dict:
+    """shared.traces' signal report in our cutting modes, or why it could not run (too few blocks)."""
+    try:
+        return {"rows": signal_report(ds, tuple(cfg.data.modes))}
+    except TraceError as exc:
+        log.warning("signal report skipped: %s", exc)
+        return {"rows": [], "skipped": str(exc)}
+
+
 def _log_fit(mode: str, kind: str, seed: int, out: dict) -> None:
     log.info(
         "%s/%s seed %d: %d updates in %.0f s on %d thread(s) (%s), best validation loss %.4f, scoring %.0f s",
@@ -147,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             ds.root, mode, len(splits["train"]), len(splits), novelties, len(vocab.names), len(vocab.procs),
         )  # fmt: skip
     data_key = {"data": to_dict(cfg.data), "requests": ds.manifest["files"]["requests.parquet"]["sha256"]}
+    signal = None
+    if cfg.data.signal_report:
+        with run.stage("signal report"):
+            signal = run.cached_json("signal", {**data_key, "modes": cfg.data.modes}, lambda: signal_rows(ds, cfg))
     model_cfg = content_hash([to_dict(cfg.embedding), to_dict(cfg.model), to_dict(cfg.train), to_dict(cfg.score)])
     outputs: dict = {}  # (mode, model, seed) -> cached outputs
     jobs: list[tuple[str, str, int, dict]] = []  # models to train: (mode, kind, seed, cache key)
@@ -203,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     with run.stage("report"):
         splits_by_mode = {mode: loaded[mode][1] for mode in loaded}
         novelties = loaded["global"][2]
-        results = write_report(run, cfg, ds, splits_by_mode, novelties, outputs, load_paper_meta(), args.command)
+        meta = load_paper_meta()
+        results = write_report(run, cfg, ds, splits_by_mode, novelties, outputs, meta, args.command, signal)
     from papers.status import finish_run
 
     return finish_run(run, args, PAPER_DIR, results, start)
