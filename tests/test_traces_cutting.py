@@ -149,3 +149,39 @@ def test_sample_thread_within_causal_within_global(sample, split):
     assert links["none"] <= 0.05 * len(g)
     linked = [len(set(s["tid"])) >= 2 for s in c]
     assert np.mean(linked) >= 0.95
+
+
+# a connection's first and last request, with their windows extended to the connection (requests.py)
+CONN_ROWS = [
+    (LISTENER, "syscall", "epoll_wait", 2, None),  # 0
+    (LISTENER, "syscall", "accept4", 1, None),  # 1  the connection's accept4: request 1's window starts here
+    (LISTENER, "syscall", "accept4", 2, None),  # 2
+    (LISTENER, "syscall", "epoll_wait", 1, None),  # 3  the listener's own business: not request 1's
+    (W1, "syscall", "read", 2, None),  # 4  W1 reads the request before its handler runs
+    (W1, "probe", "req_begin", 0, None),  # 5
+    (LISTENER, "syscall", "accept4", 1, None),  # 6  another connection's accept4
+    (LISTENER, "syscall", "accept4", 2, None),  # 7
+    (W1, "syscall", "writev", 1, None),  # 8
+    (W1, "probe", "req_end", 0, None),  # 9
+    (W1, "syscall", "shutdown", 1, None),  # 10 lingering close starts on the worker
+    (LISTENER, "syscall", "read", 2, None),  # 11 (not attributable without file descriptors)
+    (LISTENER, "syscall", "close", 1, None),  # 12 the socket's close: the window ends at its exit
+    (LISTENER, "syscall", "close", 2, None),  # 13
+    (W2, "probe", "req_begin", 0, None),  # 14 an unextended request whose first event is ...
+    (LISTENER, "syscall", "accept4", 1, None),  # 15 ... the listener's next accept4: not W2's
+    (LISTENER, "syscall", "accept4", 2, None),  # 16
+    (W2, "syscall", "read", 2, None),  # 17
+    (W2, "probe", "req_end", 0, None),  # 18
+]
+
+
+def test_causal_takes_the_connections_accept_and_close_when_the_window_has_them():
+    from shared.traces.cutting import cut_block
+
+    # request 1: extended from the accept4 entry (row_begin = 1 - 1) to the close exit (row_end = 13 + 1)
+    cut = cut_block(_table(CONN_ROWS), np.array([0, 14]), np.array([14, 18]), np.array([W1, W2]))
+    assert list(cut.rows(0, "thread")) == [4, 8, 10]
+    assert list(cut.rows(0, "causal")) == [1, 2, 4, 8, 10, 12, 13]
+    assert list(cut.rows(0, "global")) == [r for r in range(1, 14) if r not in (5, 9)]  # probes are no syscalls
+    assert list(cut.rows(1, "causal")) == list(cut.rows(1, "thread")) == [17]
+    assert list(cut.rows(1, "global")) == [15, 16, 17]

@@ -4,6 +4,7 @@ planted count signal, one carries none, and every block drifts a little as real 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,7 +113,10 @@ def test_too_few_normal_blocks_is_a_clear_error(tmp_path):
 
 
 def test_cli_inspect_prints_and_writes_the_report(planted, tmp_path):
-    out = tmp_path / "signal.json"
+    out, planted = tmp_path / "signal.json", Path(shutil.copytree(planted, tmp_path / "ds"))
+    manifest = json.loads((planted / "manifest.json").read_text())
+    effects = {"normal": {"blocks": 16, "queueing_ms_p50": 0.1}, "planted": {"blocks": 4, "queueing_ms_p50": 7.5}}
+    (planted / "manifest.json").write_text(json.dumps({**manifest, "effects": effects}))
     cmd = [sys.executable, "-m", "shared.traces", "inspect", str(planted)]
     proc = subprocess.run(
         [*cmd, "--signal-modes", "global", "--json", str(out)], capture_output=True, text=True, cwd=REPO
@@ -120,7 +124,11 @@ def test_cli_inspect_prints_and_writes_the_report(planted, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "| split | requests |" in proc.stdout and "signal report:" in proc.stdout
     assert "| global | null |" in proc.stdout and "no signal" in proc.stdout
-    rows = json.loads(out.read_text())["signal_report"]
+    effect_row = next(line for line in proc.stdout.splitlines() if line.startswith("| planted | 4 |"))
+    assert effect_row.split(" | ")[8].startswith("7.5")  # the collector's queueing, in its column
+    written = json.loads(out.read_text())
+    rows = written["signal_report"]
+    assert written["effects"] == effects
     assert [(r["mode"], r["behaviour"]) for r in rows] == [("global", b) for b in ("normal", "planted", "null")]
     bad = subprocess.run([*cmd, "--signal-modes", "global,bogus"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "--signal-modes 'bogus' is not a cutting mode" in bad.stderr

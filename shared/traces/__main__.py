@@ -19,12 +19,17 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("collect", help="collect a dataset (root, tracefs, the Debian packages)")
     c.add_argument("--out", type=Path, required=True, help="dataset folder (rerun to resume)")
     c.add_argument("--behaviours", default="all", help=f"comma list of {', '.join(BEHAVIOURS)}, or all")
-    c.add_argument("--requests", type=int, default=150, help="traced requests per block (default 150)")
+    c.add_argument("--requests", type=int, default=1000, help="traced requests per block (default 1000)")
     c.add_argument("--rounds", type=int, default=4, help="rounds of alternating blocks (>= 2; default 4)")
     c.add_argument("--seed", type=int, default=0, help="seeds the server's table contents (0 .. 2**32-1)")
-    c.add_argument("--warmup", type=int, default=200, help="untraced requests before each block")
-    c.add_argument("--delay-ms", type=int, default=10, help="pause per connection between requests")
+    c.add_argument("--warmup", type=int, default=1000, help="untraced requests before each block (default 1000)")
+    c.add_argument("--rate", type=int, default=400, help="requests per second, fixed (default 400)")
     c.add_argument("--connections", type=int, default=10, help="wrk connections (>= its 2 threads)")
+    c.add_argument("--cpu-workers", type=int, default=32, help="stress-ng workers of the cpu behaviour (32)")
+    c.add_argument(
+        "--queue-connections", type=int, default=100, help="connections of the connection behaviour (> 25; 100)"
+    )
+    c.add_argument("--keep", type=int, default=0, help="keep the middle N requests of each block (0: all)")
     c.add_argument("--boundaries", default="auto", help="auto | uprobe | marker")
     c.add_argument("--no-sanity", action="store_true", help="skip the normal-vs-normal n-gram check")
     c.add_argument("--drop-raw", action="store_true", help="delete raw pages once decoded (no resume after)")
@@ -78,8 +83,9 @@ def _check_options(args: argparse.Namespace) -> None:
 
         args.options = CollectOptions(
             out=args.out, behaviours=[b.name for b in parse_behaviours(args.behaviours)], requests=args.requests,
-            rounds=args.rounds, seed=args.seed, warmup=args.warmup, delay_ms=args.delay_ms,
-            connections=args.connections, boundaries=args.boundaries,
+            rounds=args.rounds, seed=args.seed, warmup=args.warmup, rate=args.rate, connections=args.connections,
+            cpu_workers=args.cpu_workers, queue_connections=args.queue_connections, keep=args.keep,
+            boundaries=args.boundaries,
         )  # fmt: skip
     elif args.command == "bench":
         check_all({"seconds": args.seconds, "repeats": args.repeats})
@@ -139,8 +145,12 @@ def _inspect(args) -> int:
 def _signal(ds, modes: tuple[str, ...], json_path: Path | None) -> None:
     """The signal report (shared/traces/signal.py) under the dataset table; a dataset without enough
     normal blocks for the floor (a single-split CTF conversion) says so instead."""
-    from shared.traces.signal import RULES_NOTE, signal_report, signal_table, write_report
+    from shared.traces.signal import RULES_NOTE, effects_table, signal_report, signal_table, write_report
 
+    effects = ds.manifest.get("effects") or {}
+    if effects:
+        print("\nmeasured effects (the collector's, per behaviour):")
+        print(markdown_table(*effects_table(effects)))
     try:
         rows = signal_report(ds, modes)
     except TraceError as exc:
@@ -153,7 +163,7 @@ def _signal(ds, modes: tuple[str, ...], json_path: Path | None) -> None:
         total = {k: sum(v[k] for v in links.values()) for k in next(iter(links.values()))}
         print(f"causal links (requests per rule): {', '.join(f'{k} {v}' for k, v in total.items())}")
     if json_path is not None:
-        write_report(rows, json_path)
+        write_report(rows, json_path, effects)
         print(f"signal report written to {json_path}")
 
 

@@ -1,7 +1,8 @@
 """Which events of a block belong to one request: the three cutting modes.
 
-global  the paper's rule: every syscall event of the traced server processes strictly between the worker's
-        req_begin and req_end, from whichever thread made it (concurrent requests included).
+global  the paper's rule: every syscall event of the traced server processes strictly inside the request's
+        window (the requests table's row_begin, row_end: the worker's req_begin and req_end, or its
+        connection's accept4 and close), from whichever thread made it (concurrent requests included).
 thread  only the Apache worker thread's own syscalls in that window.
 causal  our extension: the worker thread's syscalls in its window, plus the PHP-FPM child serving this
         request, plus the MariaDB thread(s) that child talks to, all clipped to the worker's window.
@@ -22,27 +23,34 @@ and php_request_shutdown) that serves it, in this order of strength (a sched_wak
 
 Each request gets at most one PHP window and each PHP window at most one request; rules are applied in
 that order over the whole block, so a weaker rule never takes a pair a stronger one already claimed.
-A request left unlinked keeps only its worker's events (the report counts them).
+A request left unlinked keeps only its worker's events (Dataset.links counts each rule). On the shipped
+sample: 6,000 of 7,244 requests linked by response wake, 1,127 by nesting, 27 by request wake, 90 not.
 
 C's part is its *serving segment*: from its `accept` exit before php_begin (the FastCGI connection from
 W) to its next `accept` entry after php_end (so the FastCGI read, the script and the response write and
 close are in), falling back to php_begin / the next php_begin when no accept is traced. MariaDB's part:
-every mariadbd thread that C wakes, or is woken by, inside that segment; its syscalls inside the segment.
+every mariadbd thread that C wakes, or is woken by, inside that segment (the thread serving C's
+database connection), its syscalls inside the segment; not the mariadbd thread that accepts
+connections (it serves every child, and its wakeups land in C's context only about two times in three).
+On the shipped sample 7121 of the 7154 linked requests find their connection thread this way (23 find two).
+
+When the requests table extends a window to its connection (the first request of a connection begins
+at the listener's accept4, the last ends at the socket's close, shared/traces/requests.py) and another
+thread made those calls, causal also takes that accept4's and that close's entry and exit, and nothing
+else of that thread (it serves every connection).
+
 Everything is clipped to the worker's window, so causal events are a subset of the global ones and a
 superset of the thread ones.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from shared.traces.events import dict_codes
-
-log = logging.getLogger(__name__)
 
 MODES = ("global", "thread", "causal")
 PHP_BEGIN, PHP_END = "php_begin", "php_end"
@@ -69,6 +77,7 @@ class BlockCut:
     seg_hi: np.ndarray
     rule: np.ndarray
     db_tids: list[np.ndarray]
+    conn_rows: list[np.ndarray]
     _by_tid: dict[int, np.ndarray]
 
     def rows(self, i: int, mode: str) -> np.ndarray:
@@ -78,11 +87,13 @@ class BlockCut:
             span = np.arange(lo + 1, hi)
             return span[self.is_syscall[lo + 1 : hi]]
         own = self._tid_rows(int(self.req_tid[i]), lo + 1, hi)
-        if mode == "thread" or not self.php_tid[i]:
+        if mode == "thread" or not (self.php_tid[i] or len(self.conn_rows[i])):
             return own
-        s_lo, s_hi = int(self.seg_lo[i]), int(self.seg_hi[i])
-        parts = [own, self._tid_rows(int(self.php_tid[i]), s_lo, s_hi)]
-        parts += [self._tid_rows(int(t), s_lo, s_hi) for t in self.db_tids[i]]
+        parts = [own, self.conn_rows[i]]
+        if self.php_tid[i]:
+            s_lo, s_hi = int(self.seg_lo[i]), int(self.seg_hi[i])
+            parts.append(self._tid_rows(int(self.php_tid[i]), s_lo, s_hi))
+            parts += [self._tid_rows(int(t), s_lo, s_hi) for t in self.db_tids[i]]
         return np.sort(np.concatenate(parts))
 
     def _tid_rows(self, tid: int, lo: int, hi: int) -> np.ndarray:
@@ -90,7 +101,7 @@ class BlockCut:
         rows = self._by_tid.get(tid)
         if rows is None or hi <= lo:
             return np.zeros(0, dtype=np.int64)
-        return rows[np.searchsorted(rows, lo) : np.searchsorted(rows, hi)]
+        return rows[rows.searchsorted(lo) : rows.searchsorted(hi)]
 
 
 def _codes(column: pa.ChunkedArray | pa.Array, *values: str) -> np.ndarray:
@@ -119,7 +130,7 @@ def _group(keys: np.ndarray, *values: np.ndarray) -> dict[int, tuple[np.ndarray,
 
 def _in(rows: np.ndarray, lo: int, hi: int) -> slice:
     """The slice of sorted `rows` strictly between lo and hi."""
-    return slice(int(np.searchsorted(rows, lo, "right")), int(np.searchsorted(rows, hi, "left")))
+    return slice(int(rows.searchsorted(lo, "right")), int(rows.searchsorted(hi, "left")))
 
 
 def cut_block(events: pa.Table, row_begin: np.ndarray, row_end: np.ndarray, req_tid: np.ndarray) -> BlockCut:
@@ -140,7 +151,11 @@ def cut_block(events: pa.Table, row_begin: np.ndarray, row_end: np.ndarray, req_
     seg_lo, seg_hi = np.zeros(n_req, np.int64), np.zeros(n_req, np.int64)
     rule = np.zeros(n_req, np.int8)
     db_tids: list[np.ndarray] = [np.zeros(0, np.int64)] * n_req
-    cut = BlockCut(is_syscall, tid, row_begin, row_end, req_tid, php_tid, seg_lo, seg_hi, rule, db_tids, by_tid)
+    entry = events.column("entry").to_numpy()
+    conn_rows = _connection_ends(events, is_syscall, is_probe, entry, tid, by_tid, row_begin, row_end, req_tid)
+    cut = BlockCut(
+        is_syscall, tid, row_begin, row_end, req_tid, php_tid, seg_lo, seg_hi, rule, db_tids, conn_rows, by_tid
+    )
 
     php_rows = np.flatnonzero(is_probe & _codes(name, PHP_BEGIN, PHP_END))
     if not len(php_rows) or not n_req:
@@ -199,11 +214,11 @@ def cut_block(events: pa.Table, row_begin: np.ndarray, row_end: np.ndarray, req_
                     claim(k, i, 3)
                 break
     accept_rows = np.flatnonzero(is_syscall & _codes(name, *ACCEPT))
-    entry = events.column("entry").to_numpy()
     acc = _group(tid[accept_rows], accept_rows, entry[accept_rows]) if len(accept_rows) else {}
     comm_codes, comm_values = dict_codes(events.column("comm"))
     db_codes = [i for i, v in enumerate(comm_values) if v.startswith(DB_COMMS)]
     db_threads = set(np.unique(tid[np.isin(comm_codes, db_codes)]).tolist())
+    db_threads -= set(np.unique(tid[accept_rows]).tolist())  # the listener: it accepts every connection
 
     for k in np.flatnonzero(link >= 0):
         i, c = int(link[k]), int(pt[k])
@@ -227,6 +242,50 @@ def cut_block(events: pa.Table, row_begin: np.ndarray, row_end: np.ndarray, req_
             linked |= set(wakers[_in(rows, lo - 1, hi)].tolist())
         db_tids[i] = np.array(sorted(linked & db_threads), np.int64)
     return cut
+
+
+def _connection_ends(
+    events: pa.Table,
+    is_syscall: np.ndarray,
+    is_probe: np.ndarray,
+    entry: np.ndarray,
+    tid: np.ndarray,
+    by_tid: dict[int, np.ndarray],
+    row_begin: np.ndarray,
+    row_end: np.ndarray,
+    req_tid: np.ndarray,
+) -> list[np.ndarray]:
+    """Per request, the syscalls that open and close its connection when the requests table extended its
+    window to them (a connection's first request begins at the listener's accept4 entry, its last ends at
+    the socket's close exit; shared/traces/requests.py) and another thread than the worker made them: that
+    accept4's entry and exit, that close's entry and exit. Only those: the listener serves every connection.
+    A window is extended where its bound is not the worker's own req_begin / req_end probe."""
+    n_ev, n_req = len(tid), len(row_begin)
+    out = [np.zeros(0, np.int64)] * n_req
+    if not n_req or not n_ev:
+        return out
+    codes, names = dict_codes(events.column("name"))
+    probe_code = {v: i for i, v in enumerate(names)}
+    is_rb = is_probe & (codes == probe_code.get("req_begin", -1))
+    is_re = is_probe & (codes == probe_code.get("req_end", -1))
+    b_in, e_in = np.clip(row_begin, 0, n_ev - 1), np.clip(row_end, 0, n_ev - 1)
+    own_b = (row_begin >= 0) & is_rb[b_in] & (tid[b_in] == req_tid)
+    own_e = (row_end < n_ev) & is_re[e_in] & (tid[e_in] == req_tid)
+    for i in np.flatnonzero(~own_b | ~own_e):
+        lo, hi, w, extra = int(row_begin[i]), int(row_end[i]), int(req_tid[i]), []
+        first, last = lo + 1, hi - 1
+        if not own_b[i] and first < hi and is_syscall[first] and tid[first] != w and entry[first] == 1:
+            rows = by_tid[int(tid[first])]
+            after = rows[rows.searchsorted(first) : rows.searchsorted(hi)]
+            done = after[(codes[after] == codes[first]) & (entry[after] == 2)][:1]
+            extra += [first, *done.tolist()]
+        if not own_e[i] and last > lo and is_syscall[last] and tid[last] != w and entry[last] == 2:
+            rows = by_tid[int(tid[last])]
+            before = rows[rows.searchsorted(lo + 1) : rows.searchsorted(last)]
+            began = before[(codes[before] == codes[last]) & (entry[before] == 1)][-1:]
+            extra += [*began.tolist(), last]
+        out[i] = np.array(sorted(set(extra)), np.int64)
+    return out
 
 
 def link_summary(cut: BlockCut) -> dict[str, int]:

@@ -269,9 +269,25 @@ def signal_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     return columns, out
 
 
-def write_report(rows: list[dict], path: Path) -> None:
-    """The report as JSON (a list of rows, see signal_report), written atomically."""
-    atomic_write_json(Path(path), {"signal_report": rows, "rules": RULES_NOTE})
+def write_report(rows: list[dict], path: Path, effects: dict | None = None) -> None:
+    """The report as JSON (a list of rows, see signal_report; the collector's measured effects per
+    behaviour beside it when the manifest has them), written atomically."""
+    atomic_write_json(Path(path), {"signal_report": rows, "rules": RULES_NOTE, "effects": effects or {}})
+
+
+EFFECT_COLUMNS = (
+    ("blocks", "blocks"), ("requests", "requests"), ("rps", "req/s"), ("handler_ms_p50", "handler p50 ms"),
+    ("slowdown_handler", "slowdown"), ("duration_ms_p50", "window p50 ms"), ("latency_ms_p50", "client p50 ms"),
+    ("queueing_ms_p50", "queueing p50 ms"), ("connections", "connections"), ("lost_events", "lost events"),
+)  # fmt: skip
+
+
+def effects_table(effects: dict) -> tuple[list[str], list[list]]:
+    """(columns, rows) of the collector's measured effects per behaviour (manifest 'effects'), for
+    shared.report.markdown_table; a value the manifest lacks shows as –."""
+    columns = ["behaviour", *[label for _, label in EFFECT_COLUMNS]]
+    rows = [[name, *["–" if e.get(k) is None else e[k] for k, _ in EFFECT_COLUMNS]] for name, e in effects.items()]
+    return columns, rows
 
 
 RULES_NOTE = (
