@@ -33,7 +33,7 @@ from shared.traces.errors import OptionError, TraceError
 from shared.traces.events import FORMATS_FILE, TASKS_FILE, decode_capture
 from shared.traces.load import Load, run_load, run_stress
 from shared.traces.options import check, check_all, check_load
-from shared.traces.requests import cut_requests
+from shared.traces.requests import cut_requests, handler_rows
 from shared.traces.schedule import Block, schedule
 from shared.traces.server import APACHE, PHP_FPM, Stack, check_installed
 from shared.traces.tracefs import Tracer, Uprobe, tracefs_root
@@ -181,16 +181,21 @@ def _source(keep: int):
 
 def steady_slice(events: pa.Table, keep: int) -> tuple[pa.Table, list[int]]:
     """The events of the time span of the middle `keep` requests (all of them, from every process),
-    so a request kept has every event it had in the full capture; requests are cut again from it."""
+    so a request kept has every event it had in the full capture; requests are cut again from it.
+    A request whose handler lies in the span but whose connection-extended window does not loses its
+    req_begin/req_end probes, so no request of the slice differs from the same request in the full cut."""
     req = cut_requests(events)
+    ts = events.column("ts").to_numpy()
     if req.num_rows <= keep:
-        ts = events.column("ts").to_numpy()
         return events, [int(ts[0]), int(ts[-1])] if len(ts) else [0, 0]
     mid = req.slice((req.num_rows - keep) // 2, keep)
     t0, t1 = int(np.min(mid.column("begin_ns").to_numpy())), int(np.max(mid.column("end_ns").to_numpy()))
-    ts = events.column("ts").to_numpy()
-    lo, hi = int(np.searchsorted(ts, t0, "left")), int(np.searchsorted(ts, t1, "right"))
-    return events.slice(lo, hi - lo), [t0, t1]
+    b_rows, e_rows = handler_rows(events)
+    begin, end = req.column("begin_ns").to_numpy(), req.column("end_ns").to_numpy()
+    straddles = ((begin < t0) | (end > t1)) & (ts[b_rows] <= t1) & (ts[e_rows] >= t0)
+    keep_row = (ts >= t0) & (ts <= t1)
+    keep_row[b_rows[straddles]] = keep_row[e_rows[straddles]] = False
+    return events.filter(pa.array(keep_row)), [t0, t1]
 
 
 def record_effects(root: Path) -> dict:

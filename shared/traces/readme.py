@@ -18,8 +18,10 @@ MARKERS = {
     "bench": ("<!-- bench:begin -->", "<!-- bench:end -->"),
 }
 SAMPLE_COMMAND = (
-    "python -m shared.traces collect --out shared/traces/sample --requests 150 --rounds 4 --seed 0 --drop-raw"
+    "python -m shared.traces collect --out shared/traces/sample --behaviours all --keep 300 --seed 0 --drop-raw"
 )
+# The paper's durations (ms, the dataset table below) for its slowdown: cpu 13.25 / 1.68
+PAPER_MEDIAN_NOTE = "the paper: cpu 7.9x (13.25 vs 1.68 ms mean), socket 4.1x (6.89 ms), connection 1.0x"
 
 # The paper's dataset table (syscall_novelty repository, logs/2-gram/log.txt, --dataset_stat): length in
 # syscall events (entry and exit), duration in ms, mean ± sd where the log gives it.
@@ -63,6 +65,7 @@ def sample_section(root: Path = SAMPLE) -> str:
         ["split", "behaviour", "requests", "length (events)", "duration (ms)", "paper length", "paper duration (ms)"],
         rows,
     )
+    effects = effects_table(m)
     sanity = m["sanity"]
     novelty = ", ".join(f"{k} {v:.3f}" for k, v in sanity["novelty_test_auroc"].items())
     return "\n".join(
@@ -71,6 +74,14 @@ def sample_section(root: Path = SAMPLE) -> str:
             f"kernel {host['kernel']}), code {m['code_commit'][:7]}, {m['created'][:10]}: "
             f"{ds.requests.num_rows:,} requests in {len(m['blocks'])} blocks, {lost} lost events.",
             "",
+            "What each behaviour did, measured during the collection (medians over the behaviour's blocks; "
+            "handler: the request handler alone; window: the request as cut, with its connection's accept "
+            "and close for a connection's first and last request; latency: wrk, client side; server: Apache's "
+            "%D; queueing: latency minus server; rate: requests/s seen in the trace; slowdown: handler median "
+            f"over normal's; {PAPER_MEDIAN_NOTE}):",
+            "",
+            effects,
+            "",
             table,
             "",
             f"Sanity check ({sanity['ngram_order']}-gram, perplexity score): valid_id vs test_id AUROC "
@@ -78,6 +89,33 @@ def sample_section(root: Path = SAMPLE) -> str:
             f"{sanity['tolerance']}). Novelty test AUROC against test_id: {novelty}.",
         ]
     )
+
+
+def effects_table(m: dict) -> str:
+    """Per behaviour: requests, medians, slowdown, client latency, server time, queueing, rate, lost events."""
+    rows = []
+    for name, e in m.get("effects", {}).items():
+        rows.append(
+            [
+                name,
+                f"{e['requests']:,}",
+                _num(e.get("handler_ms_p50"), 2),
+                _num(e.get("duration_ms_p50"), 2),
+                f"{e['slowdown_handler']:.2f}x" if e.get("slowdown_handler") is not None else "—",
+                _num(e.get("latency_ms_p50"), 2),
+                _num(e.get("server_ms_p50"), 2),
+                _num(e.get("queueing_ms_p50"), 2),
+                _num(e.get("traced_rps"), 0),
+                e.get("connections", "—"),
+                e.get("lost_events", 0),
+            ]
+        )
+    head = ["behaviour", "requests", "handler (ms)", "window (ms)", "slowdown", "latency (ms)", "server (ms)"]
+    return markdown_table([*head, "queueing (ms)", "rate (req/s)", "connections", "lost events"], rows)
+
+
+def _num(x: float | None, digits: int) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
 
 
 def bench_section(path: Path = BENCH) -> str:

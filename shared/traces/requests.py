@@ -57,17 +57,8 @@ def cut_requests(events: pa.Table) -> pa.Table:
     the capture's edges are dropped."""
     is_syscall = equals(events.column("kind"), "syscall")
     is_probe = equals(events.column("kind"), "probe")
-    names = events.column("name")
-    rows = np.nonzero(equals(names, BEGIN, END) & is_probe)[0]
     tid_all = events.column("tid").to_numpy()
-    tids = tid_all[rows]
-    is_begin = equals(names, BEGIN)[rows]
-    order = np.lexsort((rows, tids))
-    rows, tids, is_begin = rows[order], tids[order], is_begin[order]
-    pair = is_begin[:-1] & ~is_begin[1:] & (tids[:-1] == tids[1:])
-    b_rows, e_rows = rows[:-1][pair], rows[1:][pair]
-    chrono = np.argsort(b_rows, kind="stable")
-    b_rows, e_rows = b_rows[chrono], e_rows[chrono]
+    b_rows, e_rows = handler_rows(events)
 
     ts = events.column("ts").to_numpy()
     pid = events.column("pid").to_numpy()
@@ -100,6 +91,21 @@ def cut_requests(events: pa.Table) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=REQUEST_SCHEMA)
 
 
+def handler_rows(events: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of each complete request's req_begin and req_end probes, in the order of cut_requests."""
+    is_probe = equals(events.column("kind"), "probe")
+    names = events.column("name")
+    rows = np.nonzero(equals(names, BEGIN, END) & is_probe)[0]
+    tids = events.column("tid").to_numpy()[rows]
+    is_begin = equals(names, BEGIN)[rows]
+    order = np.lexsort((rows, tids))
+    rows, tids, is_begin = rows[order], tids[order], is_begin[order]
+    pair = is_begin[:-1] & ~is_begin[1:] & (tids[:-1] == tids[1:])
+    b_rows, e_rows = rows[:-1][pair], rows[1:][pair]
+    chrono = np.argsort(b_rows, kind="stable")
+    return b_rows[chrono], e_rows[chrono]
+
+
 def _probe_arg(events: pa.Table) -> np.ndarray:
     """The probes' fetched argument (stored in `ret`); 0 where absent."""
     return pc.fill_null(events.column("ret"), 0).to_numpy()
@@ -126,7 +132,7 @@ def _connections(
         return conn, {}, {}
 
     by_tid: dict[int, list[int]] = defaultdict(list)  # rows per tid, ascending, for "next/previous on this thread"
-    for rows in (made_rows, accept_entry, close_exit):
+    for rows in (made_rows, accept_entry, close_exit, close_rows):
         for r in rows.tolist():
             by_tid[int(tid[r])].append(r)
     for v in by_tid.values():
@@ -134,11 +140,15 @@ def _connections(
     made_set, accept_entry_set = set(made_rows.tolist()), set(accept_entry.tolist())
     close_exit_set = set(close_exit.tolist())
 
-    def next_on_thread(row: int, wanted: set[int]) -> int | None:
+    sock_close_set = set(close_rows.tolist())
+
+    def next_on_thread(row: int, wanted: set[int], stop: set[int] = frozenset()) -> int | None:
         rows = by_tid[int(tid[row])]
         for r in rows[bisect.bisect_right(rows, row) :]:
             if r in wanted:
                 return r
+            if r in stop:
+                return None
         return None
 
     def prev_on_thread(row: int, wanted: set[int]) -> int | None:
@@ -167,7 +177,8 @@ def _connections(
         cl = [c for c in closes.get(key, []) if c > r]
         end = None
         if cl:
-            end = next_on_thread(cl[0], close_exit_set) or cl[0]
+            # the close(2) that apr_socket_close made: before this thread's next apr_socket_close
+            end = next_on_thread(cl[0], close_exit_set, stop=sock_close_set) or cl[0]
         conns.append((int(pid[r]), int(arg[made]), made, begin, end))
 
     live: dict[tuple[int, int], list[int]] = defaultdict(list)  # (pid, ptr) -> connection indices by made row
