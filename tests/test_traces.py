@@ -238,7 +238,8 @@ def test_schedule_alternates_and_separates_splits():
     for novelty in NOVELTIES:
         assert len(by_split[f"valid_ood_{novelty}"]) == 2 and len(by_split[f"test_ood_{novelty}"]) == 2
     normal = [b for b in blocks if b.behaviour == "normal"]
-    assert [b.split for b in normal].count("train") == 16
+    assert [b.split for b in normal].count("train") == 12  # 2:1:1
+    assert [b.split for b in normal].count("valid_id") == [b.split for b in normal].count("test_id") == 6
     assert {b.split for b in normal} == {"train", "valid_id", "test_id"}
     assert splits_of(blocks)[:4] == ["train", "valid_id", "test_id", "valid_ood_connection"]
     with pytest.raises(OptionError, match=r"rounds: 1 is out of range; valid: an integer 2 <= rounds <= 1000"):
@@ -461,10 +462,11 @@ def untouchable(monkeypatch) -> list[str]:
 
 BAD_OPTIONS = [
     ("requests", 0), ("requests", 1_000_001), ("requests", 2.5), ("rounds", 1), ("rounds", 1001), ("seed", -1),
-    ("seed", 2**32), ("warmup", -1), ("threads", 0), ("connections", 0), ("connections", 1),  # < 2 threads
+    ("seed", 2**32), ("warmup", -1), ("threads", 0), ("connections", 0),
     ("rate", 0), ("rate", 33),  # 1,000 requests at 33/s take more than half of wrk's 60 s
     ("rate", 5001), ("cpu_workers", 0), ("cpu_workers", 257), ("queue_connections", 25),  # not above 25 workers
     ("keep", -1), ("keep", 1001),  # more than the 1,000 traced requests per block
+    ("nice", -21), ("nice", 20),
     ("buffer_kb", 0), ("boundaries", "sometimes"),
 ]  # fmt: skip
 
@@ -508,6 +510,7 @@ BAD_FLAGS = [
     ("collect", "--requests", "0"), ("collect", "--rounds", "1"), ("collect", "--seed", "-1"),
     ("collect", "--warmup", "-5"), ("collect", "--rate", "-1"), ("collect", "--rate", "100000"),
     ("collect", "--cpu-workers", "0"), ("collect", "--queue-connections", "10"), ("collect", "--keep", "5000"),
+    ("collect", "--nice", "99"),
     ("collect", "--connections", "0"), ("collect", "--boundaries", "sometimes"), ("bench", "--seconds", "0"),
     ("bench", "--repeats", "0"), ("ctf", "--skip", "-1"),
 ]  # fmt: skip

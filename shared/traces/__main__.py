@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         "--queue-connections", type=int, default=100, help="connections of the connection behaviour (> 25; 100)"
     )
     c.add_argument("--keep", type=int, default=0, help="keep the middle N requests of each block (0: all)")
+    c.add_argument("--nice", type=int, default=-5, help="autogroup nice of the servers' session (-20..19; -5)")
     c.add_argument("--boundaries", default="auto", help="auto | uprobe | marker")
     c.add_argument("--no-sanity", action="store_true", help="skip the normal-vs-normal n-gram check")
     c.add_argument("--drop-raw", action="store_true", help="delete raw pages once decoded (no resume after)")
@@ -85,7 +86,7 @@ def _check_options(args: argparse.Namespace) -> None:
             out=args.out, behaviours=[b.name for b in parse_behaviours(args.behaviours)], requests=args.requests,
             rounds=args.rounds, seed=args.seed, warmup=args.warmup, rate=args.rate, connections=args.connections,
             cpu_workers=args.cpu_workers, queue_connections=args.queue_connections, keep=args.keep,
-            boundaries=args.boundaries,
+            nice=args.nice, boundaries=args.boundaries,
         )  # fmt: skip
     elif args.command == "bench":
         check_all({"seconds": args.seconds, "repeats": args.repeats})

@@ -23,6 +23,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "rate": (10, 5_000),  # requests per second, all connections together (fixed rate)
     "cpu_workers": (1, 256),  # stress-ng matrix workers of the cpu behaviour
     "queue_connections": (26, 10_000),  # client connections of the connection behaviour (> MaxRequestWorkers 25)
+    "nice": (-20, 19),  # the collection session's scheduler autogroup nice (servers and stress workers)
     "keep": (0, 1_000_000),  # requests per block kept in the written dataset (0: all); a steady-state slice
     "buffer_kb": (64, 4 * 1024 * 1024),  # tracefs buffer per CPU
     "seconds": (1, 3_600),  # bench: one fixed-time wrk run

@@ -72,7 +72,7 @@ def sample_section(root: Path = SAMPLE) -> str:
         [
             f"`{SAMPLE_COMMAND}` on a {host['cores']}-core {host['machine']} VM ({host['cpu']}, {host['os']}, "
             f"kernel {host['kernel']}), code {m['code_commit'][:7]}, {m['created'][:10]}: "
-            f"{ds.requests.num_rows:,} requests in {len(m['blocks'])} blocks, {lost} lost events.",
+            f"{ds.requests.num_rows:,} requests in {len(m['blocks'])} blocks, {lost} lost events. {_how_much(m)}",
             "",
             "What each behaviour did, measured during the collection (medians over the behaviour's blocks; "
             "handler: the request handler alone; window: the request as cut, with its connection's accept "
@@ -88,6 +88,18 @@ def sample_section(root: Path = SAMPLE) -> str:
             f"**{sanity['id_vs_id_auroc']:.3f}** ({'passed' if sanity['passed'] else 'FAILED'}: within 0.5 ± "
             f"{sanity['tolerance']}). Novelty test AUROC against test_id: {novelty}.",
         ]
+    )
+
+
+def _how_much(m: dict) -> str:
+    """Per block: warm-up, traced and kept requests, and the capture's wall time."""
+    opts = m.get("collection", {}).get("options", {})
+    wall = sum(b.get("wall_s", 0) for b in m["blocks"])
+    kept = f", the middle {opts['keep']} kept" if opts.get("keep") else ""
+    return (
+        f"Each block: {opts.get('warmup', '?')} untraced warm-up requests, then {opts.get('requests', '?')} traced "
+        f"at {opts.get('rate', '?')} req/s{kept}; capture {wall / 60:.1f} min for all blocks (servers, warm-up, "
+        "tracing; decoding and the sanity check come after)."
     )
 
 
