@@ -29,6 +29,8 @@ class Split:
     durations_ms: np.ndarray
     names: list[np.ndarray]  # the raw syscall names, for the n-gram baseline
     truncated: int
+    # Per request, per event: the event's name n-gram never occurs in training (scores.UnseenNgrams).
+    unseen: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -76,20 +78,21 @@ def _subsample(n: int, cap: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
 
 
-def read_split(ds: TraceDataset, name: str, cap: int | None) -> tuple[list[dict], np.ndarray]:
+def read_split(ds: TraceDataset, name: str, cap: int | None, mode: str = "global") -> tuple[list[dict], np.ndarray]:
+    """The requests of one split cut in `mode`; the cap draws the same requests in every mode."""
     fields = ("name", "entry", "ts", "comm", "pid", "tid", "ret")
-    seqs = list(ds.sequences(name, "global", fields))
+    seqs = list(ds.sequences(name, mode, fields))
     keep = _subsample(len(seqs), cap, seed=len(name))
     return [seqs[i] for i in keep], np.array([seqs[i]["duration_ns"] / 1e6 for i in keep])
 
 
-def load_splits(cfg: DataConfig, ds: TraceDataset) -> tuple[Vocab, dict[str, Split], list[str]]:
+def load_splits(cfg: DataConfig, ds: TraceDataset, mode: str = "global") -> tuple[Vocab, dict[str, Split], list[str]]:
     novelties = novelties_of(ds)
     check_splits(ds, novelties)
-    raw = {"train": read_split(ds, "train", cfg.max_train)}
+    raw = {"train": read_split(ds, "train", cfg.max_train, mode)}
     for name in ds.splits:
         if name != "train":
-            raw[name] = read_split(ds, name, cfg.max_eval)
+            raw[name] = read_split(ds, name, cfg.max_eval, mode)
     train = raw["train"][0]
     vocab = Vocab.build([s["name"] for s in train], [s["comm"] for s in train])
     splits = {}
@@ -98,7 +101,7 @@ def load_splits(cfg: DataConfig, ds: TraceDataset) -> tuple[Vocab, dict[str, Spl
         truncated = sum(t for _, t in encoded)
         splits[name] = Split(name, [e for e, _ in encoded], durations, [s["name"] for s in seqs], truncated)
         if truncated:
-            log.info("%s: %d of %d requests truncated to %d tokens", name, truncated, len(seqs), cfg.max_tokens)
+            log.info("%s (%s): %d of %d truncated to %d tokens", name, mode, truncated, len(seqs), cfg.max_tokens)
     return vocab, splits, novelties
 
 

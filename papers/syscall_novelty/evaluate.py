@@ -1,6 +1,7 @@
 """Score requests and turn scores into the paper's metrics.
 
-Score: a request's perplexity, exp(mean cross-entropy of its next-name predictions). Threshold: 100
+Score: a request's perplexity, exp(mean cross-entropy of its next-name predictions); the extension
+scores of scores.py come from the same per-token cross-entropies. Threshold: 100
 evenly spaced values between the min and max perplexity of valid ID and valid OOD together; the one with
 the best validation F1 (novel = positive) is applied to test ID and test OOD. AUROC uses the perplexity.
 """
@@ -15,27 +16,51 @@ import torch.nn.functional as F
 from torch import nn
 
 from papers.syscall_novelty.data import Split, batches, collate
+from papers.syscall_novelty.scores import SCORES, request_scores
 from shared.metrics import auroc
 from shared.traces.tokens import PAD
 
 
+def target_flags(split: Split, i: int) -> np.ndarray:
+    """The unseen flags of request i's predicted tokens: its kept events, then [END]/[TRUNCATE] (never
+    unseen). All False when the split carries no flags."""
+    n_targets = len(split.tokens[i]) - 1
+    out = np.zeros(n_targets, dtype=bool)
+    if split.unseen is not None:
+        kept = split.unseen[i][: n_targets - 1]
+        out[: len(kept)] = kept
+    return out
+
+
+def split_scores(surprisals: list[np.ndarray], split: Split, top_k: int) -> dict[str, np.ndarray]:
+    """Every score of every request (scores.SCORES), from per-token surprisals in the split's order;
+    'perplexity' is the paper's score, exp of the mean."""
+    rows = [request_scores(s, target_flags(split, i), top_k) for i, s in enumerate(surprisals)]
+    out = {name: np.array([r[name] for r in rows]) for name in SCORES}
+    out["perplexity"] = np.exp(out["mean"])
+    return out
+
+
 @torch.no_grad()
-def score_split(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> dict[str, np.ndarray]:
-    """Per-request perplexity, plus correct / total next-name predictions, in the split's order."""
+def score_split(
+    model: nn.Module, split: Split, batch_size: int, device: torch.device, top_k: int = 10
+) -> dict[str, np.ndarray]:
+    """Per-request scores (perplexity, the paper's, and the extension scores of scores.py), plus correct /
+    total next-name predictions, in the split's order."""
     model.eval()
-    ppl = np.zeros(len(split))
+    surprisals: list[np.ndarray] = [np.zeros(0)] * len(split)
     correct = total = 0
     for idx in batches(split, batch_size, shuffle=False):
         b = collate(split, idx)
         x, y = b["x"].to(device), b["y"].to(device)
         logits = model(x)
-        ce = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=PAD, reduction="none")
+        ce = F.cross_entropy(logits.transpose(1, 2).float(), y, ignore_index=PAD, reduction="none").cpu().numpy()
         mask = y != PAD
-        mean_ce = (ce * mask).sum(1) / mask.sum(1).clamp(min=1)
-        ppl[idx] = torch.exp(mean_ce).cpu().numpy()
+        for row, i in enumerate(idx):
+            surprisals[i] = ce[row, : len(split.tokens[i]) - 1].astype(float)
         correct += int(((logits.argmax(-1) == y) & mask).sum())
         total += int(mask.sum())
-    return {"perplexity": ppl, "correct": np.int64(correct), "total": np.int64(total)}
+    return {**split_scores(surprisals, split, top_k), "correct": np.int64(correct), "total": np.int64(total)}
 
 
 @dataclass
