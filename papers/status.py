@@ -19,8 +19,7 @@ def paper_status(paper: PaperInfo) -> list[str]:
     scales, verdicts = [], []
     for r in results:
         scales.append(f"{r.scale} ({r.machine.split(',')[0]})")
-        counts = r.verdict_counts()
-        verdicts.append(f"{r.scale}: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+        verdicts.append(f"{r.scale}: {r.verdict_summary()}")
     return [f"[{paper.name}](papers/{paper.name}/)", paper.title, "; ".join(scales), "; ".join(verdicts)]
 
 

@@ -91,7 +91,7 @@ def table_markdown(table: Table) -> str:
 
 def render_results(results: Results, figure_dir: str = "") -> str:
     """The README section for one results.json: provenance line, targets, extra tables, figures."""
-    counts = ", ".join(f"{n} {v}" for v, n in results.verdict_counts().items() if n)
+    counts = results.verdict_summary()
     parts = [
         f"### Scale `{results.scale}`: {counts}",
         f"Command: `{results.command}` · seeds {results.seeds} · machine: {results.machine} · "

@@ -35,6 +35,9 @@ class ResultsError(ValueError):
     """A results.json that does not follow the schema."""
 
 
+EXTENSION_PREFIX = "extension:"
+
+
 @dataclass
 class Target:
     name: str
@@ -52,6 +55,12 @@ class Target:
     note: str = ""
     ci_low: float | None = None  # 95% interval of the mean; both or neither
     ci_high: float | None = None
+
+    @property
+    def is_extension(self) -> bool:
+        """A target of ours that re-judges a paper's claim in a setting the paper did not use (its source
+        starts with "extension:"): shown and judged like the others, counted apart from the paper's claims."""
+        return self.source.startswith(EXTENSION_PREFIX)
 
     def judge(self) -> Target:
         """Set `verdict` from the numbers; returns self."""
@@ -173,11 +182,22 @@ class Results:
         validate(data)
         return atomic_write_json(path, data)
 
-    def verdict_counts(self) -> dict[str, int]:
+    def verdict_counts(self, extensions: bool = False) -> dict[str, int]:
+        """Verdicts of the paper's targets (or, with extensions=True, of our extension targets only)."""
         counts = {v: 0 for v in VERDICTS}
         for t in self.targets:
-            counts[t.verdict] += 1
+            if t.is_extension == extensions:
+                counts[t.verdict] += 1
         return counts
+
+    def verdict_summary(self) -> str:
+        """'11 reproduced, 3 not reproduced' for the paper's targets, our extensions' counts after it."""
+
+        def join(counts: dict[str, int]) -> str:
+            return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+
+        ours = join(self.verdict_counts(extensions=True))
+        return join(self.verdict_counts()) + (f" (extensions of ours: {ours})" if ours else "")
 
 
 _REQUIRED = {

@@ -98,3 +98,20 @@ def test_judge_by_measures_drops_missing_seeds_and_names_unknown_targets():
     assert judge_by_measures(specs, {"gap": lambda run: None}, [{}])[0].verdict == "not run"
     with pytest.raises(KeyError, match="'gap' has no measure; known: other"):
         judge_by_measures(specs, {"other": lambda run: 1.0}, [{}])
+
+
+def test_extension_targets_are_counted_apart_from_the_papers_claims(tmp_path):
+    from shared.report import render_results
+
+    res = make_results()
+    ext = target(paper=1.0, tolerance=0.1, mean=3.0, n=1)
+    ext.name, ext.source = "causal_t", "extension: causal cutting"
+    res.targets += [ext.judge(), target(paper=1.0, tolerance=0.1, mean=3.0, n=1)]
+    res.targets[-1].name = "u"
+    res.targets[-1].judge()
+    assert [t.is_extension for t in res.targets] == [False, True, False]
+    assert res.verdict_counts()["reproduced"] == 1 and res.verdict_counts()["not reproduced"] == 1
+    assert res.verdict_counts(extensions=True)["not reproduced"] == 1
+    assert sum(res.verdict_counts().values()) + sum(res.verdict_counts(extensions=True).values()) == 3
+    assert res.verdict_summary() == "1 reproduced, 1 not reproduced (extensions of ours: 1 not reproduced)"
+    assert "1 reproduced, 1 not reproduced (extensions" in render_results(load(res.write(tmp_path / "r.json")))

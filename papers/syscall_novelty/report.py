@@ -16,7 +16,7 @@ from papers.syscall_novelty.data import Split  # noqa: E402
 from papers.syscall_novelty.evaluate import Detection, detect, roc_curve  # noqa: E402
 from papers.syscall_novelty.scores import SCORE_LABELS, SCORES  # noqa: E402
 from shared.metrics import auroc  # noqa: E402
-from shared.results import Results, Table, Target  # noqa: E402
+from shared.results import EXTENSION_PREFIX, Results, Table, Target  # noqa: E402
 from shared.run import Run  # noqa: E402
 from shared.traces import TraceDataset  # noqa: E402
 from shared.traces.signal import signal_table  # noqa: E402
@@ -94,7 +94,7 @@ def evaluate_targets(specs: list[dict], outputs: dict, dets: dict) -> list[Targe
             else:
                 fields["name"] = f"{mode}_{fields['name']}"
                 fields["description"] = f"[{mode}, ours] {fields['description']}"
-                fields["source"] = f"extension: {mode} cutting, same bar as the paper's target"
+                fields["source"] = f"{EXTENSION_PREFIX} {mode} cutting, same bar as the paper's target"
             targets.append(Target(**fields, mean=mean, std=std, n=n).judge())
     return targets
 
