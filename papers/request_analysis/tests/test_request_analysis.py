@@ -278,6 +278,7 @@ def test_the_shared_sample_analysis_keeps_every_normal_request_and_a_few_of_each
     counts = out["all_requests"]
     assert out["behaviours"]["normal"] == counts["normal"] > 100
     assert all(out["behaviours"][b] == min(10, n) for b, n in counts.items() if b != "normal")
-    assert set(out["flagged_by_behaviour"]) == set(counts) and all(0 <= v <= 1 for v in out["flagged_by_behaviour"].values())
+    flagged = out["flagged_by_behaviour"]
+    assert set(flagged) == set(counts) and all(0 <= v <= 1 for v in flagged.values())
     assert sum(c["size"] for c in out["clusters"]) == out["outliers"]["size"]
     assert out["slowdown_by_behaviour"]["normal"] == pytest.approx(1.0)
