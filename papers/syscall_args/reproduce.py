@@ -25,7 +25,7 @@ from papers.syscall_args.report import write_report
 from papers.syscall_args.train import fit
 from shared.cli import begin, run_command
 from shared.config import to_dict
-from shared.progress import get_logger
+from shared.progress import get_logger, setup_logging
 from shared.run import Run, content_hash
 from shared.seeding import seed_everything
 from shared.traces import TraceError
@@ -82,6 +82,7 @@ def _worker_init(run_dir: Path, cfg: Config, vocab, windows: dict) -> None:
     """A training process of a pool (spawned): one torch thread (train.workers needs num_threads=1)."""
     import torch
 
+    setup_logging()  # a spawned process starts without the parent's handlers
     torch.set_num_threads(cfg.train.num_threads)
     _WORKER.update(run_dir=run_dir, cfg=cfg, vocab=vocab, windows=windows)
 

@@ -166,7 +166,8 @@ def fit(
     after an interruption resumes from the last checkpoint, its clock included, so `seconds` is the whole
     training's either way."""
     task = experiment.split("_")[1]
-    identity = {"experiment": experiment, "seed": seed, "cfg": asdict(cfg), "n_names": n_names,
+    train_cfg = {k: v for k, v in asdict(cfg).items() if k != "workers"}  # how many run side by side: not this run
+    identity = {"experiment": experiment, "seed": seed, "cfg": train_cfg, "n_names": n_names,
                 **{f"{s}_windows": len(w.x) for s, w in windows.items()}}  # fmt: skip
     if (done := read_finished(ckpt_dir, identity)) is not None:
         saved, best = done
