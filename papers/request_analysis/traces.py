@@ -1,9 +1,11 @@
 """Per-request features from our own kernel traces (a shared.traces dataset), in the authors' format.
 
-A request is the Apache worker's request window (req_begin .. req_end). Its thread states follow the
-critical path: the worker thread's states, except while the PHP backend handles the request (the
-php-fpm worker's php_begin .. php_end window that opens first inside the request), where the php-fpm
-thread's states are used. States come from syscall entry/exit and sched_switch / sched_wakeup:
+A request is the dataset's request window: the Apache worker's handler (req_begin .. req_end) or, in
+collector 2.0's datasets, its connection's lifetime (the listener's accept4 .. the socket's close). Its
+thread states follow the critical path: the worker thread's states, except while the PHP backend handles
+the request (the php-fpm worker's php_begin .. php_end window that opens first after the request's own
+handler starts), where the php-fpm thread's states are used. States come from syscall entry/exit and
+sched_switch / sched_wakeup:
 
   USERMODE / SYSTEMCALL   running outside / inside a syscall
   BLOCKED_CPU             runnable but not running (preempted, or woken and waiting for a CPU)
@@ -163,10 +165,17 @@ def requests_from_traces(ds: TraceDataset, behaviours: list[str] | None = None) 
         ts, tid = ev.column("ts").to_numpy(), ev.column("tid").to_numpy()
         php_begin = np.nonzero(names == "php_begin")[0]
         php_end = np.nonzero(names == "php_end")[0]
+        handler = np.nonzero(names == "req_begin")[0]
+        handler_ts = {int(t): ts[handler[tid[handler] == t]] for t in np.unique(tid[handler])}
         req = ds.requests.filter(pc.equal(ds.requests.column("block"), block["id"])).to_pydict()
         for i in range(len(req["request"])):
             t0, t1, worker = req["begin_ns"][i], req["end_ns"][i], req["tid"][i]
-            php = _php_window(ts, tid, php_begin, php_end, t0, t1)
+            # the PHP window opens after the request's own handler starts: a connection's window opens at
+            # its accept, and while it waits for a worker other requests' PHP windows open
+            starts = handler_ts.get(int(worker), np.zeros(0, dtype=np.int64))
+            j = int(np.searchsorted(starts, t0))
+            h0 = int(starts[j]) if j < len(starts) and starts[j] <= t1 else t0
+            php = _php_window(ts, tid, php_begin, php_end, h0, t1)
             tl = lines.get(worker, Timeline(*(np.zeros(0),) * 4))
             if php is None:
                 t, c, d, s = thread_states(tl, t0, t1)
