@@ -284,6 +284,14 @@ def write_report(run: Run, cfg: Config, analyses: dict, meta: dict, command: str
               s["behaviours"].get(b, 0), f"{s['flagged_by_behaviour'].get(b, float('nan')):.2f}"]
              for b in s["all_requests"]],
         )  # fmt: skip
+        shares = s["state_share_by_behaviour"]
+        used = [n for n in s["state_names"] if any(v[n] >= 0.005 for v in shares.values())]
+        tables["sample_states"] = Table(
+            "The shared sample (descriptive, not a target): share of each behaviour's time in each thread state, "
+            "all its requests",
+            ["behaviour", *used],
+            [[b, *(f"{shares[b][n]:.2f}" for n in used)] for b in shares],
+        )
     results = run.new_results(
         command,
         evaluate_targets(meta["targets"], analyses),

@@ -18,6 +18,7 @@ from papers.request_analysis.config import Config
 from papers.request_analysis.data import ENV, EXPECTED, DataError, data_dir, load_tables, tables_not_found
 from papers.request_analysis.pipeline import analyse
 from papers.request_analysis.report import summarise, write_report
+from papers.request_analysis.states import state_names
 from papers.request_analysis.traces import requests_from_traces
 from shared.cli import begin, run_command
 from shared.config import to_dict
@@ -81,6 +82,12 @@ def run_sample(cfg: Config, path: Path) -> dict:
     normal_ms = float(np.median(req.duration_ns[lab == "normal"])) / 1e6 if (lab == "normal").any() else float("nan")
     out["median_ms_by_behaviour"] = {b: float(np.median(req.duration_ns[lab == b])) / 1e6 for b in sorted(set(labels))}
     out["slowdown_by_behaviour"] = {b: v / normal_ms for b, v in out["median_ms_by_behaviour"].items()}
+    # where each behaviour's time goes (all its requests): the share of the summed duration in each state
+    names = state_names(cfg.pipeline.state_order)
+    out["state_share_by_behaviour"] = {}
+    for b in sorted(set(labels)):
+        t = req.times_ns[lab == b].sum(0)
+        out["state_share_by_behaviour"][b] = dict(zip(names, (t / max(t.sum(), 1)).tolist(), strict=True))
     out["dataset"] = {"path": str(path), "created": ds.manifest["created"], "kernel": ds.manifest["host"]["kernel"],
                       "collector": ds.manifest.get("collection", {}).get("collector_version")}  # fmt: skip
     return out
