@@ -125,6 +125,33 @@ def short_runs(outputs: dict, cfg: Config) -> list[str]:
     return out
 
 
+def curve_tables(outputs: dict, experiments: list[str], settings: list[str], points: int = 8) -> dict[str, Table]:
+    """Validation accuracy (%) vs updates per model/task and setting, mean over seeds: the budget's
+    effect, measured in the run itself (at most `points` of the validations, evenly spaced, the last kept)."""
+    tables = {}
+    for e in experiments:
+        runs = {s: [o for (ee, ss, _), o in outputs.items() if (ee, ss) == (e, s) and len(o.get("val_updates", ()))]
+                for s in settings}  # fmt: skip
+        found = [set(np.asarray(o["val_updates"]).tolist()) for r in runs.values() for o in r]
+        common = sorted(set.intersection(*found)) if found else []
+        if not common:
+            continue
+        keep = sorted({common[round(i)] for i in np.linspace(0, len(common) - 1, min(points, len(common)))})
+        rows = []
+        for s in settings:
+            if not runs[s]:
+                continue
+            cells = []
+            for u in keep:
+                vals = [float(np.asarray(o["val_curve"])[np.asarray(o["val_updates"]) == u][0]) * 100 for o in runs[s]]
+                cells.append(f"{np.mean(vals):.1f}")
+            rows.append([SETTING_LABELS[s], *cells])
+        tables[f"curve_{e}"] = Table(
+            f"{LABELS[e]}: validation accuracy (%) vs updates (mean over seeds)", ["setting", *map(str, keep)], rows
+        )
+    return tables
+
+
 def _seed_interval_cells(values: list[float]) -> list[str]:
     if not values:
         return ["–", "–"]
@@ -220,7 +247,14 @@ def write_report(
     results = run.new_results(
         command,
         evaluate_targets(meta["targets"], outputs, ngrams),
-        tables={"ablation": ablation, "gains": gains, "ngram": ngram, **tables, "runs": runs},
+        tables={
+            "ablation": ablation,
+            "gains": gains,
+            "ngram": ngram,
+            **tables,
+            "runs": runs,
+            **curve_tables(outputs, experiments, settings),
+        },  # fmt: skip
         figures=figures,
         notes=[
             f"windows of {cfg.data.window} syscall events from the normal blocks: train {len(windows['train'].x)}, "

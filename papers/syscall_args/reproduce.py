@@ -72,6 +72,8 @@ def run_one(run_dir: Path, cfg: Config, experiment: str, setting: str, seed: int
         "stopped": result.stopped,
         "test_correct": result.test_correct,
         "test_total": result.test_total,
+        "val_updates": result.val_updates,
+        "val_curve": result.val_curve,
     }
 
 

@@ -50,13 +50,25 @@ def inputs_targets(x: torch.Tensor, task: str, rate: float, n_names: int, g: tor
     return mask_batch(x, rate, n_names, g)
 
 
+HISTORY = "val_history"  # checkpoint key: (update, validation accuracy) so far
+
+
 class LitModel(TrainClock, L.LightningModule):
-    """Training seconds stay the whole training's across a resume (TrainClock)."""
+    """Training seconds and the validation curve stay the whole training's across a resume."""
 
     def __init__(self, model: nn.Module, task: str, cfg: TrainConfig, n_names: int, seed: int):
         super().__init__()
         self.model, self.task, self.cfg, self.n_names = model, task, cfg, n_names
         self.g = torch.Generator().manual_seed(seed)
+        self.val_history: list[tuple[int, float]] = []
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[HISTORY] = list(self.val_history)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.val_history = [(int(u), float(a)) for u, a in checkpoint.get(HISTORY, [])]
 
     def _step(self, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         inp, y = inputs_targets(x.cpu(), self.task, self.cfg.mask_rate, self.n_names, g)
@@ -82,7 +94,9 @@ class LitModel(TrainClock, L.LightningModule):
         self._val[1] += int(total)
 
     def on_validation_epoch_end(self) -> None:
-        self.log("val_acc", self._val[0] / max(self._val[1], 1), prog_bar=True, sync_dist=True)
+        acc = self._val[0] / max(self._val[1], 1)
+        self.val_history.append((int(self.global_step), float(acc)))
+        self.log("val_acc", acc, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
@@ -129,12 +143,14 @@ class Fit:
     stopped: str = "budget"
     test_correct: np.ndarray | None = None  # per test window: correct predictions
     test_total: np.ndarray | None = None  # per test window: scored predictions
+    val_updates: np.ndarray | None = None  # the validation curve: updates ...
+    val_curve: np.ndarray | None = None  # ... and the validation accuracy there
 
     def __eq__(self, other: object) -> bool:  # arrays compare element-wise
         if not isinstance(other, Fit):
             return NotImplemented
         a, b = asdict(self), asdict(other)
-        arrays = ("test_correct", "test_total")
+        arrays = ("test_correct", "test_total", "val_updates", "val_curve")
         same = {k: v for k, v in a.items() if k not in arrays} == {k: v for k, v in b.items() if k not in arrays}
         return same and all(np.array_equal(a[k], b[k]) for k in arrays)
 
@@ -177,6 +193,7 @@ def fit(
         model.to("cpu")
         record = Fit(saved["updates"], saved["seconds"], saved["best_val_acc"], float("nan"), 0,
                      saved.get("stopped", "budget"))  # fmt: skip
+        _set_curve(record, saved.get("val_history", []))
         return _tested(record, model, windows, task, cfg, n_names)
     L.seed_everything(seed, workers=True, verbose=False)
     if cfg.num_threads:
@@ -217,7 +234,14 @@ def fit(
     best_val_acc = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
     if trainer.is_global_zero:
         best = Path(ckpt.best_model_path).name if ckpt.best_model_path else None
-        record = {"updates": trainer.global_step, "seconds": seconds, "best_val_acc": best_val_acc, "stopped": stopped}
+        record = {"updates": trainer.global_step, "seconds": seconds, "best_val_acc": best_val_acc, "stopped": stopped,
+                  "val_history": lit.val_history}  # fmt: skip
         write_finished(ckpt_dir, identity, record, best)
-    return _tested(Fit(trainer.global_step, seconds, best_val_acc, float("nan"), 0, stopped), model, windows, task, cfg,
-                   n_names)  # fmt: skip
+    result = Fit(trainer.global_step, seconds, best_val_acc, float("nan"), 0, stopped)
+    _set_curve(result, lit.val_history)
+    return _tested(result, model, windows, task, cfg, n_names)
+
+
+def _set_curve(result: Fit, history: list) -> None:
+    result.val_updates = np.array([int(u) for u, _ in history], dtype=np.int64)
+    result.val_curve = np.array([float(a) for _, a in history], dtype=np.float64)

@@ -199,6 +199,7 @@ def test_the_trainer_stops_at_its_update_budget_across_epochs(tmp_path):
     early stopping off (patience 0) however flat validation accuracy is."""
     result = _tiny_fit(tmp_path, "a", max_updates={"lstm_lm": 9}, patience=0, lr=0.0)
     assert (result.updates, result.stopped) == (9, "budget")
+    assert result.val_updates.tolist() == [3, 6, 9] and len(set(result.val_curve.tolist())) == 1  # lr 0: flat
     assert result.test_total is not None and len(result.test_total) == 16 and (result.test_total == 31).all()
     assert result.test_acc == result.test_correct.sum() / result.test_total.sum()
 
