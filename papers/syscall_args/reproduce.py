@@ -116,10 +116,14 @@ def train_all(run: Run, cfg: Config, jobs: list[tuple[str, str, int, dict]], voc
     with ProcessPoolExecutor(cfg.train.workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(run.dir, cfg, vocab, windows)) as pool:  # fmt: skip
         futures = {pool.submit(_worker_run, e, s, sd): (e, s, sd, key) for e, s, sd, key in todo}
-        for done in as_completed(futures):
-            experiment, setting, seed, key = futures[done]
-            value = done.result()
-            outputs[(experiment, setting, seed)] = run.cached("fit", key, lambda v=value: v)
+        try:
+            for done in as_completed(futures):
+                experiment, setting, seed, key = futures[done]
+                value = done.result()
+                outputs[(experiment, setting, seed)] = run.cached("fit", key, lambda v=value: v)
+        except BaseException:  # a failed run or Ctrl-C: the queued runs do not start (finished ones are cached)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return outputs
 
 
