@@ -238,7 +238,8 @@ def test_schedule_alternates_and_separates_splits():
     for novelty in NOVELTIES:
         assert len(by_split[f"valid_ood_{novelty}"]) == 2 and len(by_split[f"test_ood_{novelty}"]) == 2
     normal = [b for b in blocks if b.behaviour == "normal"]
-    assert [b.split for b in normal].count("train") == 16
+    assert [b.split for b in normal].count("train") == 12  # 2:1:1
+    assert [b.split for b in normal].count("valid_id") == [b.split for b in normal].count("test_id") == 6
     assert {b.split for b in normal} == {"train", "valid_id", "test_id"}
     assert splits_of(blocks)[:4] == ["train", "valid_id", "test_id", "valid_ood_connection"]
     with pytest.raises(OptionError, match=r"rounds: 1 is out of range; valid: an integer 2 <= rounds <= 1000"):
@@ -246,7 +247,8 @@ def test_schedule_alternates_and_separates_splits():
 
 
 def test_behaviours_parse_and_reject():
-    assert [b.name for b in parse_behaviours("all")] == list(PAPER_SEVEN)
+    assert [b.name for b in parse_behaviours("all")] == [*PAPER_SEVEN, "ssl_https"]
+    assert [b.name for b in parse_behaviours("paper")] == list(PAPER_SEVEN)
     assert [b.name for b in parse_behaviours("cpu,normal,cpu")] == ["cpu", "normal"]
     with pytest.raises(TraceError, match=r"unknown behaviour.*'disk'.*valid: normal, connection, cpu"):
         parse_behaviours("normal,disk")
@@ -307,7 +309,7 @@ def test_sample_is_small_complete_and_self_describing(sample):
     size = sum(f.stat().st_size for f in SAMPLE_DIR.rglob("*") if f.is_file())
     assert size <= 20 * 1024 * 1024
     m = sample.manifest
-    assert {b["behaviour"] for b in m["blocks"]} == set(PAPER_SEVEN)
+    assert {b["behaviour"] for b in m["blocks"]} == {*PAPER_SEVEN, "ssl_https"}
     assert {"train", "valid_id", "test_id"} <= set(sample.splits)
     assert all(f"{s}_ood_{n}" in sample.splits for n in NOVELTIES for s in ("valid", "test"))
     assert 2000 <= sample.requests.num_rows <= 20000
@@ -460,8 +462,11 @@ def untouchable(monkeypatch) -> list[str]:
 
 BAD_OPTIONS = [
     ("requests", 0), ("requests", 1_000_001), ("requests", 2.5), ("rounds", 1), ("rounds", 1001), ("seed", -1),
-    ("seed", 2**32), ("warmup", -1), ("threads", 0), ("connections", 0), ("connections", 1),  # < 2 threads
-    ("delay_ms", -1), ("delay_ms", 1501),  # 200 warm-up requests / 10 connections x 1.5 s > half of wrk's 60 s
+    ("seed", 2**32), ("warmup", -1), ("threads", 0), ("connections", 0),
+    ("rate", 0), ("rate", 33),  # 1,000 requests at 33/s take more than half of wrk's 60 s
+    ("rate", 5001), ("cpu_workers", 0), ("cpu_workers", 257), ("queue_connections", 25),  # not above 25 workers
+    ("keep", -1), ("keep", 1001),  # more than the 1,000 traced requests per block
+    ("nice", -21), ("nice", 20),
     ("buffer_kb", 0), ("boundaries", "sometimes"),
 ]  # fmt: skip
 
@@ -485,7 +490,7 @@ def test_the_forbidden_entry_points_are_wired(tmp_path, untouchable):
     from shared.traces.collect import CollectOptions, collect
 
     with pytest.raises(AssertionError, match="collect.tracefs_root was reached"):
-        collect(CollectOptions(out=tmp_path / "ds", behaviours=["io"], delay_ms=1500))
+        collect(CollectOptions(out=tmp_path / "ds", behaviours=["io"], rate=34))
     assert untouchable == ["collect.tracefs_root"]
 
 
@@ -493,17 +498,19 @@ def test_error_names_the_valid_range():
     from shared.traces.collect import CollectOptions
 
     with pytest.raises(OptionError) as info:
-        CollectOptions(out="x", delay_ms=5000)
+        CollectOptions(out="x", rate=20)
     msg = str(info.value)
-    assert msg.startswith("delay_ms: 5000 is out of range; valid: an integer 0 <= delay_ms <= 1500")
-    assert "20 paced requests per connection" in msg and isinstance(info.value, ValueError)
-    assert (info.value.option, info.value.value) == ("delay_ms", 5000)
-    CollectOptions(out="x", requests=10, warmup=0, connections=10, delay_ms=60_000 // 2)  # 1 request each: fits
+    assert msg.startswith("rate: 20 is out of range; valid: an integer 34 <= rate <= 5000")
+    assert "1000 requests per load run must fit in half of wrk's 60 s cap" in msg and isinstance(info.value, ValueError)
+    assert (info.value.option, info.value.value) == ("rate", 20)
+    CollectOptions(out="x", requests=300, warmup=0, rate=10)  # 300 requests at 10/s: 30 s, fits
 
 
 BAD_FLAGS = [
     ("collect", "--requests", "0"), ("collect", "--rounds", "1"), ("collect", "--seed", "-1"),
-    ("collect", "--warmup", "-5"), ("collect", "--delay-ms", "-1"), ("collect", "--delay-ms", "100000"),
+    ("collect", "--warmup", "-5"), ("collect", "--rate", "-1"), ("collect", "--rate", "100000"),
+    ("collect", "--cpu-workers", "0"), ("collect", "--queue-connections", "10"), ("collect", "--keep", "5000"),
+    ("collect", "--nice", "99"),
     ("collect", "--connections", "0"), ("collect", "--boundaries", "sometimes"), ("bench", "--seconds", "0"),
     ("bench", "--repeats", "0"), ("ctf", "--skip", "-1"),
 ]  # fmt: skip

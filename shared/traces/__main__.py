@@ -19,12 +19,18 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("collect", help="collect a dataset (root, tracefs, the Debian packages)")
     c.add_argument("--out", type=Path, required=True, help="dataset folder (rerun to resume)")
     c.add_argument("--behaviours", default="all", help=f"comma list of {', '.join(BEHAVIOURS)}, or all")
-    c.add_argument("--requests", type=int, default=150, help="traced requests per block (default 150)")
+    c.add_argument("--requests", type=int, default=1000, help="traced requests per block (default 1000)")
     c.add_argument("--rounds", type=int, default=4, help="rounds of alternating blocks (>= 2; default 4)")
     c.add_argument("--seed", type=int, default=0, help="seeds the server's table contents (0 .. 2**32-1)")
-    c.add_argument("--warmup", type=int, default=200, help="untraced requests before each block")
-    c.add_argument("--delay-ms", type=int, default=10, help="pause per connection between requests")
+    c.add_argument("--warmup", type=int, default=1000, help="untraced requests before each block (default 1000)")
+    c.add_argument("--rate", type=int, default=400, help="requests per second, fixed (default 400)")
     c.add_argument("--connections", type=int, default=10, help="wrk connections (>= its 2 threads)")
+    c.add_argument("--cpu-workers", type=int, default=32, help="stress-ng workers of the cpu behaviour (32)")
+    c.add_argument(
+        "--queue-connections", type=int, default=100, help="connections of the connection behaviour (> 25; 100)"
+    )
+    c.add_argument("--keep", type=int, default=0, help="keep the middle N requests of each block (0: all)")
+    c.add_argument("--nice", type=int, default=-5, help="autogroup nice of the servers' session (-20..19; -5)")
     c.add_argument("--boundaries", default="auto", help="auto | uprobe | marker")
     c.add_argument("--no-sanity", action="store_true", help="skip the normal-vs-normal n-gram check")
     c.add_argument("--drop-raw", action="store_true", help="delete raw pages once decoded (no resume after)")
@@ -75,8 +81,9 @@ def _check_options(args: argparse.Namespace) -> None:
 
         args.options = CollectOptions(
             out=args.out, behaviours=[b.name for b in parse_behaviours(args.behaviours)], requests=args.requests,
-            rounds=args.rounds, seed=args.seed, warmup=args.warmup, delay_ms=args.delay_ms,
-            connections=args.connections, boundaries=args.boundaries,
+            rounds=args.rounds, seed=args.seed, warmup=args.warmup, rate=args.rate, connections=args.connections,
+            cpu_workers=args.cpu_workers, queue_connections=args.queue_connections, keep=args.keep,
+            nice=args.nice, boundaries=args.boundaries,
         )  # fmt: skip
     elif args.command == "bench":
         check_all({"seconds": args.seconds, "repeats": args.repeats})

@@ -2,8 +2,8 @@
 
 Columns: ts (ns, CLOCK_MONOTONIC), cpu, tid, pid (tgid), comm, kind (syscall | sched | probe), name
 (syscall name, sched event or probe name), entry (1 entry, 2 exit, 0 neither: the papers' encoding),
-ret (syscall exits), target_tid (next task of sched_switch, woken task, forked child), state (prev_state
-of sched_switch: 0 = preempted/runnable, else the sleep state bits).
+ret (syscall exits; a probe's fetched argument), target_tid (next task of sched_switch, woken task,
+forked child), state (prev_state of sched_switch: 0 = preempted/runnable, else the sleep state bits).
 """
 
 from __future__ import annotations
@@ -134,9 +134,12 @@ def _decode_cpu(
             out["kind"][m] = 2
             text = [t.decode("utf-8", "replace").strip() for t in rec.take(m, fmt, "buf")]
             out["name"][m] = np.array([_code(vocab, t) for t in text], dtype=np.int32)
-        else:  # a uprobe: its event name is the probe's name
+        else:  # a uprobe: its event name is the probe's name, its fetched argument (if any) goes to ret
             out["kind"][m] = 2
             out["name"][m] = _code(vocab, fmt.name)
+            if "arg" in fmt.fields:
+                out["ret"][m] = rec.take(m, fmt, "arg").astype(np.int64)
+                out["has_ret"][m] = True
     out["comms"] = comms
     return out
 

@@ -20,14 +20,21 @@ RANGES: dict[str, tuple[int, int]] = {
     "warmup": (0, 1_000_000),  # untraced requests before each block
     "threads": (1, 256),  # wrk threads
     "connections": (1, 10_000),  # wrk connections (at least one per thread)
-    "delay_ms": (0, 60_000),  # pause per connection between requests
+    "rate": (10, 5_000),  # requests per second, all connections together (fixed rate)
+    "cpu_workers": (1, 256),  # stress-ng matrix workers of the cpu behaviour
+    "queue_connections": (26, 10_000),  # client connections of the connection behaviour (> MaxRequestWorkers 25)
+    "nice": (-20, 19),  # the collection session's scheduler autogroup nice (servers and stress workers)
+    "keep": (0, 1_000_000),  # requests per block kept in the written dataset (0: all); a steady-state slice
     "buffer_kb": (64, 4 * 1024 * 1024),  # tracefs buffer per CPU
     "seconds": (1, 3_600),  # bench: one fixed-time wrk run
     "repeats": (1, 100),  # bench: traced/untraced pairs
     "skip": (0, 1_000_000_000),  # ctf: requests dropped at the start of each trace
     "max_seconds": (1, 3_600),  # wrk's -d cap of one load run
 }
-WHY = {"rounds": "novelties need a valid and a test block each"}
+WHY = {
+    "rounds": "novelties need a valid and a test block each",
+    "queue_connections": "more connections than the connection behaviour's MaxRequestWorkers 25",
+}
 LOAD_SECONDS = 60  # wrk's -d cap for a paced load (load.Load.max_seconds)
 
 
@@ -46,12 +53,12 @@ def check_all(values: Mapping[str, object]) -> None:
         check(name, value)
 
 
-def check_load(requests: int, warmup: int, threads: int, connections: int, delay_ms: int) -> None:
+def check_load(requests: int, warmup: int, threads: int, connections: int, rate: int) -> None:
     """The load's own ranges, then what wrk needs of them together: a connection per thread, and
-    paced requests that fit in half its time cap (else it fails after the servers ran)."""
+    requests at `rate` that fit in half its time cap (else it fails after the servers ran)."""
     check_all({"requests": requests, "warmup": warmup, "threads": threads})
     check("connections", connections, low=threads, why=f"wrk needs a connection per thread; threads = {threads}")
-    per_connection = math.ceil(max(requests, warmup) / connections)
-    high = min(RANGES["delay_ms"][1], LOAD_SECONDS * 1000 // 2 // per_connection)
-    why = f"{per_connection} paced requests per connection must fit in half of wrk's {LOAD_SECONDS} s cap"
-    check("delay_ms", delay_ms, high=high, why=why)
+    most = max(requests, warmup)
+    low = max(RANGES["rate"][0], math.ceil(most / (LOAD_SECONDS / 2)))
+    why = f"{most} requests per load run must fit in half of wrk's {LOAD_SECONDS} s cap"
+    check("rate", rate, low=low, why=why)

@@ -12,13 +12,22 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start `cmd` in a new session (its own process group), output appended to `log_path`."""
+def spawn(
+    cmd: list[str], log_path: Path, env: dict[str, str] | None = None, own_session: bool = True
+) -> subprocess.Popen:
+    """Start `cmd` in its own process group, output appended to `log_path`.
+
+    `own_session` (setsid) also gives it its own scheduler autogroup (kernel.sched_autogroup_enabled),
+    which shares CPU between sessions, not tasks. The servers and the cpu behaviour's stress workers
+    are started with own_session=False, in the collector's session and autogroup, so stress workers
+    compete with the server's threads task for task (in separate sessions, 128 workers took no more
+    CPU from the server than 1 did); the load generator keeps its own session, out of that contest."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         return subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
-        )
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=own_session, process_group=None if own_session else 0,
+        )  # fmt: skip
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:

@@ -18,8 +18,10 @@ MARKERS = {
     "bench": ("<!-- bench:begin -->", "<!-- bench:end -->"),
 }
 SAMPLE_COMMAND = (
-    "python -m shared.traces collect --out shared/traces/sample --requests 150 --rounds 4 --seed 0 --drop-raw"
+    "python -m shared.traces collect --out shared/traces/sample --behaviours all --keep 300 --seed 0 --drop-raw"
 )
+# The paper's durations (ms, the dataset table below) for its slowdown: cpu 13.25 / 1.68
+PAPER_MEDIAN_NOTE = "the paper: cpu 7.9x (13.25 vs 1.68 ms mean), socket 4.1x (6.89 ms), connection 1.0x"
 
 # The paper's dataset table (syscall_novelty repository, logs/2-gram/log.txt, --dataset_stat): length in
 # syscall events (entry and exit), duration in ms, mean ± sd where the log gives it.
@@ -63,13 +65,22 @@ def sample_section(root: Path = SAMPLE) -> str:
         ["split", "behaviour", "requests", "length (events)", "duration (ms)", "paper length", "paper duration (ms)"],
         rows,
     )
+    effects = effects_table(m)
     sanity = m["sanity"]
     novelty = ", ".join(f"{k} {v:.3f}" for k, v in sanity["novelty_test_auroc"].items())
     return "\n".join(
         [
             f"`{SAMPLE_COMMAND}` on a {host['cores']}-core {host['machine']} VM ({host['cpu']}, {host['os']}, "
             f"kernel {host['kernel']}), code {m['code_commit'][:7]}, {m['created'][:10]}: "
-            f"{ds.requests.num_rows:,} requests in {len(m['blocks'])} blocks, {lost} lost events.",
+            f"{ds.requests.num_rows:,} requests in {len(m['blocks'])} blocks, {lost} lost events. {_how_much(m)}",
+            "",
+            "What each behaviour did, measured during the collection (medians over the behaviour's blocks; "
+            "handler: the request handler alone; window: the request as cut, with its connection's accept "
+            "and close for a connection's first and last request; latency: wrk, client side; server: Apache's "
+            "%D; queueing: latency minus server; rate: requests/s seen in the trace; slowdown: handler median "
+            f"over normal's; {PAPER_MEDIAN_NOTE}):",
+            "",
+            effects,
             "",
             table,
             "",
@@ -78,6 +89,45 @@ def sample_section(root: Path = SAMPLE) -> str:
             f"{sanity['tolerance']}). Novelty test AUROC against test_id: {novelty}.",
         ]
     )
+
+
+def _how_much(m: dict) -> str:
+    """Per block: warm-up, traced and kept requests, and the capture's wall time."""
+    opts = m.get("collection", {}).get("options", {})
+    wall = sum(b.get("wall_s", 0) for b in m["blocks"])
+    kept = f", the middle {opts['keep']} kept" if opts.get("keep") else ""
+    return (
+        f"Each block: {opts.get('warmup', '?')} untraced warm-up requests, then {opts.get('requests', '?')} traced "
+        f"at {opts.get('rate', '?')} req/s{kept}; capture {wall / 60:.1f} min for all blocks (servers, warm-up, "
+        "tracing; decoding and the sanity check come after)."
+    )
+
+
+def effects_table(m: dict) -> str:
+    """Per behaviour: requests, medians, slowdown, client latency, server time, queueing, rate, lost events."""
+    rows = []
+    for name, e in m.get("effects", {}).items():
+        rows.append(
+            [
+                name,
+                f"{e['requests']:,}",
+                _num(e.get("handler_ms_p50"), 2),
+                _num(e.get("duration_ms_p50"), 2),
+                f"{e['slowdown_handler']:.2f}x" if e.get("slowdown_handler") is not None else "—",
+                _num(e.get("latency_ms_p50"), 2),
+                _num(e.get("server_ms_p50"), 2),
+                _num(e.get("queueing_ms_p50"), 2),
+                _num(e.get("traced_rps"), 0),
+                e.get("connections", "—"),
+                e.get("lost_events", 0),
+            ]
+        )
+    head = ["behaviour", "requests", "handler (ms)", "window (ms)", "slowdown", "latency (ms)", "server (ms)"]
+    return markdown_table([*head, "queueing (ms)", "rate (req/s)", "connections", "lost events"], rows)
+
+
+def _num(x: float | None, digits: int) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
 
 
 def bench_section(path: Path = BENCH) -> str:

@@ -118,6 +118,13 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.ports.http}/index.php"
 
+    @property
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.https}/index.php"
+
+    def url_for(self, b: Behaviour) -> str:
+        return self.https_url if b.https else self.url
+
     # -- preparation ---------------------------------------------------------------------------
     def prepare(self) -> None:
         check_installed()
@@ -184,7 +191,7 @@ class Stack:
             *(f"LoadModule {m}_module {mods}/mod_{m}.so" for m in modules),
             f"Listen 127.0.0.1:{self.ports.http}",
             f"ErrorLog {w}/logs/apache-error.log",
-            'LogFormat "%h %l %u %t \\"%r\\" %>s %b" common',
+            'LogFormat "%h %l %u %t \\"%r\\" %>s %b %D" common',  # %D: µs serving the request (queueing excluded)
             f"CustomLog {w}/logs/apache-access.log common",
             "LogLevel warn" + (" dumpio:trace7" if b.dumpio else ""),
             f"KeepAlive {'On' if b.keepalive else 'Off'}",
@@ -295,7 +302,7 @@ class Stack:
             [MARIADBD, "--no-defaults", f"--datadir={w}/db", f"--socket={self.socket}", "--skip-networking",
              "--user=root", f"--pid-file={w}/run/mariadb.pid", f"--log-error={w}/logs/mariadb.log",
              f"--init-file={w}/init.sql", "--innodb-buffer-pool-size=64M"],
-            w / "logs/mariadb.out",
+            w / "logs/mariadb.out", own_session=False,
         )  # fmt: skip
         self._wait(lambda: self.socket.exists(), "mariadbd socket", self.procs["mariadb"], w / "logs/mariadb.log")
 
@@ -306,7 +313,7 @@ class Stack:
         self.procs["php"] = procs.spawn(
             [PHP_FPM, "-c", str(self.work / "php.ini"), "-y", str(self.work / "php-fpm.conf"), "-F"]
             + (["-R"] if self.php_user == "root" else []),
-            self.work / "logs/php-fpm.out", env=env,
+            self.work / "logs/php-fpm.out", env=env, own_session=False,
         )  # fmt: skip
         self._wait(
             lambda: _port_open(self.ports.fcgi), "php-fpm port", self.procs["php"], self.work / "logs/php-fpm.out"
@@ -317,7 +324,7 @@ class Stack:
         conf.write_text(self.apache_conf(b))
         env = {"PATH": "/usr/sbin:/usr/bin:/bin", "LANG": "C"}
         self.procs["apache"] = procs.spawn(
-            [APACHE, "-f", str(conf), "-DFOREGROUND"], self.work / "logs/apache.out", env=env
+            [APACHE, "-f", str(conf), "-DFOREGROUND"], self.work / "logs/apache.out", env=env, own_session=False
         )
         self._wait(
             lambda: _port_open(self.ports.http),

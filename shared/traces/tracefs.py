@@ -50,10 +50,12 @@ class Uprobe:
     binary: str
     symbol: str
     ret: bool = False
+    fetch: str = ""  # one fetch argument stored as the event's `arg` field, e.g. "+8(%di):u64"
 
     def definition(self, group: str) -> str:
         offset = symbol_offset(self.binary, self.symbol)
-        return f"{'r' if self.ret else 'p'}:{group}/{self.name} {self.binary}:{offset:#x}"
+        arg = f" arg={self.fetch}" if self.fetch else ""
+        return f"{'r' if self.ret else 'p'}:{group}/{self.name} {self.binary}:{offset:#x}{arg}"
 
 
 class Tracer:
