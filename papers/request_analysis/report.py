@@ -84,6 +84,7 @@ def summarise(a: Analysis, p: PipelineConfig, labels: np.ndarray | None) -> dict
     }
     if labels is not None:
         result["behaviours"] = {b: int((labels == b).sum()) for b in np.unique(labels)}
+        result["flagged_by_behaviour"] = {b: float(a.outlier[labels == b].mean()) for b in np.unique(labels)}
         slow = np.percentile(ms[labels == "normal"], 99) if (labels == "normal").any() else np.inf
         affected = np.nonzero((labels != "normal") & (ms > slow))[0]
         result["slow_injected"] = {
@@ -160,6 +161,14 @@ def _derived(s: dict, name: str) -> float:
                     excess = t / total - normal[state] / n_total
                     best = excess if np.isnan(best) else max(best, excess)
         return best
+    if name == "cpu_blocked_excess":  # the outlier cluster holding most cpu requests: BLOCKED_CPU over normal
+        with_cpu = [c for c in inj if c["behaviour_share"].get("cpu", 0.0) > 0]
+        if not with_cpu:
+            return float("nan")
+        c = max(with_cpu, key=lambda c: c["behaviour_share"]["cpu"] * c["size"])
+        normal = s["normal"]["state_time_ms"]
+        share = c["state_time_ms"]["BLOCKED_CPU"] / (sum(c["state_time_ms"].values()) or 1.0)
+        return share - normal["BLOCKED_CPU"] / (sum(normal.values()) or 1.0)
     raise KeyError(name)
 
 
@@ -173,6 +182,8 @@ def evaluate_targets(specs: list[dict], analyses: dict) -> list[Target]:
             try:
                 value = float(_derived(s, path[1:])) if path.startswith("=") else float(_lookup(s, path))
             except (KeyError, IndexError):
+                value = None
+            if value is not None and np.isnan(value):
                 value = None
         fields = {k: v for k, v in spec.items() if k != "measure"}
         targets.append(
@@ -235,6 +246,7 @@ def write_report(run: Run, cfg: Config, analyses: dict, meta: dict, command: str
     sources = (
         ("tables", "the authors' requests", "DBSCAN outliers clustered by k-means (k = 3)", paper_clusters),
         ("traces", "our traces", "normal + injected cache contention, outliers clustered", None),
+        ("sample", "the shared sample", "normal requests + a few of each behaviour, outliers clustered", None),
     )
     for source, label, what, reference in sources:
         if source not in analyses:
@@ -256,6 +268,29 @@ def write_report(run: Run, cfg: Config, analyses: dict, meta: dict, command: str
         notes.append(
             f"our traces: {s['dataset']['path']} ({s['behaviours']}), DBSCAN eps {cfg.traces_eps} ms, "
             f"min_samples {cfg.traces_min_samples}"
+        )
+    if "sample" in analyses:
+        s = analyses["sample"]
+        notes.append(
+            f"the shared sample: {s['dataset']['path']} (collector {s['dataset'].get('collector')}, created "
+            f"{s['dataset']['created']}): all normal requests and {cfg.sample_injected} of each behaviour "
+            f"({s['behaviours']}); DBSCAN eps {s['eps_ms']:.3f} ms ({cfg.sample_eps_share} x the median duration), "
+            f"min_samples {cfg.sample_min_samples}"
+        )
+        tables["sample_behaviours"] = Table(
+            "The shared sample: each behaviour's effect on its requests and how many of the sampled ones DBSCAN flags",
+            ["behaviour", "requests", "median duration (ms)", "x normal", "sampled", "flagged as outliers"],
+            [[b, s["all_requests"][b], f"{s['median_ms_by_behaviour'][b]:.2f}", f"{s['slowdown_by_behaviour'][b]:.2f}",
+              s["behaviours"].get(b, 0), f"{s['flagged_by_behaviour'].get(b, float('nan')):.2f}"]
+             for b in s["all_requests"]],
+        )  # fmt: skip
+        shares = s["state_share_by_behaviour"]
+        used = [n for n in s["state_names"] if any(v[n] >= 0.005 for v in shares.values())]
+        tables["sample_states"] = Table(
+            "The shared sample (descriptive, not a target): share of each behaviour's time in each thread state, "
+            "all its requests",
+            ["behaviour", *used],
+            [[b, *(f"{shares[b][n]:.2f}" for n in used)] for b in shares],
         )
     results = run.new_results(
         command,

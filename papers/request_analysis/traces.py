@@ -1,9 +1,11 @@
 """Per-request features from our own kernel traces (a shared.traces dataset), in the authors' format.
 
-A request is the Apache worker's request window (req_begin .. req_end). Its thread states follow the
-critical path: the worker thread's states, except while the PHP backend handles the request (the
-php-fpm worker's php_begin .. php_end window that opens first inside the request), where the php-fpm
-thread's states are used. States come from syscall entry/exit and sched_switch / sched_wakeup:
+A request is the dataset's request window: the Apache worker's handler (req_begin .. req_end) or, in
+collector 2.0's datasets, its connection's lifetime (the listener's accept4 .. the socket's close). Its
+thread states follow the critical path: the worker thread's states, except while the PHP backend handles
+the request (the php-fpm worker's php_begin .. php_end window that opens first after the request's own
+handler starts), where the php-fpm thread's states are used. States come from syscall entry/exit and
+sched_switch / sched_wakeup:
 
   USERMODE / SYSTEMCALL   running outside / inside a syscall
   BLOCKED_CPU             runnable but not running (preempted, or woken and waiting for a CPU)
@@ -43,6 +45,23 @@ class Timeline:
     kind: np.ndarray  # 0 sys_enter, 1 sys_exit, 2 switched out, 3 switched in, 4 woken
     name: np.ndarray  # syscall name for 0/1
     state: np.ndarray  # prev_state for 2
+    _after: tuple[list[int], list[str | None]] | None = None  # the thread's state after each event
+
+    def state_before(self, i: int) -> tuple[int, str | None]:
+        """(state, syscall in progress) just before event i, from every earlier event of the thread: a
+        window that opens on another thread (a connection accepted by the listener) finds the worker
+        asleep, not running. Before the thread's first traced event: running in user mode."""
+        if i <= 0:
+            return S["USERMODE"], None
+        if self._after is None:
+            states, calls = [], []
+            state, syscall = S["USERMODE"], None
+            for kind, name, prev in zip(self.kind.tolist(), self.name.tolist(), self.state.tolist(), strict=True):
+                state, syscall = _step(state, syscall, kind, name, prev)
+                states.append(state)
+                calls.append(syscall)
+            self._after = (states, calls)
+        return self._after[0][i - 1], self._after[1][i - 1]
 
 
 def _sleep_state(prev_state: int, syscall: str | None) -> int:
@@ -57,41 +76,43 @@ def _sleep_state(prev_state: int, syscall: str | None) -> int:
     return S["BLOCKED_WAITKERNEL"]
 
 
+def _step(state: int, syscall: str | None, kind: int, name: str, prev: int) -> tuple[int, str | None]:
+    """The thread's (state, syscall in progress) after one event."""
+    if kind == 0:
+        return S["SYSTEMCALL"], name
+    if kind == 1:
+        return S["USERMODE"], None
+    if kind == 2:
+        return _sleep_state(prev, syscall), syscall
+    if kind == 3:
+        return (S["SYSTEMCALL"] if syscall else S["USERMODE"]), syscall
+    if kind == 4 and state not in (S["USERMODE"], S["SYSTEMCALL"], S["BLOCKED_CPU"]):
+        return (S["BLOCKED_CPU_FUTEX"] if syscall == "futex" else S["BLOCKED_CPU"]), syscall
+    return state, syscall
+
+
 def thread_states(tl: Timeline, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
-    """(ns per state, intervals per state, state digits, syscall names) of one thread over [t0, t1].
-    The thread is running in user mode at t0 (a uprobe fired in its context)."""
+    """(ns per state, intervals per state, state digits, syscall names) of one thread over [t0, t1]. The
+    state at t0 follows from the thread's earlier events (Timeline.state_before)."""
     times = np.zeros(len(HEADER), dtype=np.int64)
     counts = np.zeros(len(HEADER), dtype=np.int64)
     digits: list[str] = []
     syscalls: list[str] = []
-    state, since, syscall = S["USERMODE"], t0, None
-
-    def enter(new: int, at: int) -> None:
-        nonlocal state, since
-        if new == state:
-            return
-        times[state] += at - since
-        if at > since:
-            counts[state] += 1
-            digits.append(str(state))
-        state, since = new, at
-
-    for ts, kind, name, prev in zip(tl.ts.tolist(), tl.kind.tolist(), tl.name.tolist(), tl.state.tolist(), strict=True):
-        if ts < t0 or ts > t1:
-            continue
+    i0, i1 = int(np.searchsorted(tl.ts, t0, "left")), int(np.searchsorted(tl.ts, t1, "right"))
+    state, syscall = tl.state_before(i0)
+    since = t0
+    for ts, kind, name, prev in zip(
+        tl.ts[i0:i1].tolist(), tl.kind[i0:i1].tolist(), tl.name[i0:i1].tolist(), tl.state[i0:i1].tolist(), strict=True
+    ):
         if kind == 0:
-            syscall = name
             syscalls.append(name)
-            enter(S["SYSTEMCALL"], ts)
-        elif kind == 1:
-            syscall = None
-            enter(S["USERMODE"], ts)
-        elif kind == 2:
-            enter(_sleep_state(prev, syscall), ts)
-        elif kind == 3:
-            enter(S["SYSTEMCALL"] if syscall else S["USERMODE"], ts)
-        elif kind == 4 and state not in (S["USERMODE"], S["SYSTEMCALL"], S["BLOCKED_CPU"]):
-            enter(S["BLOCKED_CPU_FUTEX"] if syscall == "futex" else S["BLOCKED_CPU"], ts)
+        new, syscall = _step(state, syscall, kind, name, prev)
+        if new != state:
+            times[state] += ts - since
+            if ts > since:
+                counts[state] += 1
+                digits.append(str(state))
+            state, since = new, ts
     times[state] += t1 - since
     if t1 > since:
         counts[state] += 1
@@ -144,10 +165,17 @@ def requests_from_traces(ds: TraceDataset, behaviours: list[str] | None = None) 
         ts, tid = ev.column("ts").to_numpy(), ev.column("tid").to_numpy()
         php_begin = np.nonzero(names == "php_begin")[0]
         php_end = np.nonzero(names == "php_end")[0]
+        handler = np.nonzero(names == "req_begin")[0]
+        handler_ts = {int(t): ts[handler[tid[handler] == t]] for t in np.unique(tid[handler])}
         req = ds.requests.filter(pc.equal(ds.requests.column("block"), block["id"])).to_pydict()
         for i in range(len(req["request"])):
             t0, t1, worker = req["begin_ns"][i], req["end_ns"][i], req["tid"][i]
-            php = _php_window(ts, tid, php_begin, php_end, t0, t1)
+            # the PHP window opens after the request's own handler starts: a connection's window opens at
+            # its accept, and while it waits for a worker other requests' PHP windows open
+            starts = handler_ts.get(int(worker), np.zeros(0, dtype=np.int64))
+            j = int(np.searchsorted(starts, t0))
+            h0 = int(starts[j]) if j < len(starts) and starts[j] <= t1 else t0
+            php = _php_window(ts, tid, php_begin, php_end, h0, t1)
             tl = lines.get(worker, Timeline(*(np.zeros(0),) * 4))
             if php is None:
                 t, c, d, s = thread_states(tl, t0, t1)

@@ -57,7 +57,7 @@ class TrainConfig:
     batch_size: dict[str, int] = field(default_factory=lambda: {"lm": 64, "mlm": 128})
     lr: float = 1e-3
     eval_every: dict[str, int] = field(default_factory=lambda: {"lm": 1000, "mlm": 500})
-    patience: int = 5  # evaluations without a validation-accuracy gain above min_delta
+    patience: int = 5  # evaluations without a validation-accuracy gain above min_delta (0: no early stopping)
     min_delta: float = 0.001
     max_epochs: int = 100
     # update budget per model/task pair (-1: until early stopping / max_epochs); a fixed budget keeps
@@ -71,7 +71,41 @@ class TrainConfig:
     devices: int | str = 1
     strategy: str = "auto"
     precision: str = "32-true"
-    num_threads: int = 0
+    num_threads: int = 0  # torch threads per training process (0: torch's default)
+    # trainings run side by side, each in its own process (CPU only, one torch thread each: two threads
+    # per process on two loaded cores ran 25x slower)
+    workers: int = 1
+
+    def validate(self) -> None:
+        tasks = ("lm", "mlm")
+        for name in ("batch_size", "eval_every"):
+            table = getattr(self, name)
+            if bad := sorted(set(table) - set(tasks)):
+                raise ConfigError(f"train.{name}: unknown task(s) {bad}; valid: {', '.join(tasks)}")
+            if missing := [t for t in tasks if t not in table]:
+                raise ConfigError(f"train.{name}: missing task(s) {missing}; give both of {', '.join(tasks)}")
+        if bad := sorted(set(self.max_updates) - set(EXPERIMENTS)):
+            raise ConfigError(f"train.max_updates: unknown experiment(s) {bad}; valid: {', '.join(EXPERIMENTS)}")
+        for experiment, budget in self.max_updates.items():
+            task = experiment.split("_")[1]
+            every = self.eval_every[task]
+            if budget != -1 and budget % every:
+                raise ConfigError(
+                    f"train.max_updates.{experiment}={budget} is not a multiple of its validation interval "
+                    f"(train.eval_every.{task}={every}), so its last {budget % every} updates would never be "
+                    f"validated; valid: -1 (no budget) or a multiple of {every}"
+                )
+        if self.workers > 1:
+            if self.num_threads != 1:
+                raise ConfigError(
+                    f"train.workers={self.workers} runs trainings side by side: set train.num_threads=1 "
+                    f"(got {self.num_threads}; two threads per process on two loaded cores ran 25x slower)"
+                )
+            if self.accelerator != "cpu" or self.devices != 1:
+                raise ConfigError(
+                    f"train.workers={self.workers} is for CPU training: needs train.accelerator=cpu and "
+                    f"train.devices=1 (got {self.accelerator!r}, {self.devices!r})"
+                )
 
 
 @dataclass

@@ -10,8 +10,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from papers.syscall_args.config import Config  # noqa: E402
+from shared.metrics import bootstrap_ci, t_interval  # noqa: E402
 from shared.report import mean_std_cell  # noqa: E402
-from shared.results import Results, Table, Target  # noqa: E402
+from shared.results import Results, Table, Target, judged_target  # noqa: E402
 from shared.run import Run  # noqa: E402
 
 LABELS = {"lstm_lm": "LSTM LM", "transformer_lm": "Transformer LM", "transformer_mlm": "Transformer MLM"}
@@ -24,6 +25,7 @@ SETTING_LABELS = {
     "all": "all arguments",
 }  # noqa: E501
 FIGURE = "ablation.png"
+LMS = ("lstm_lm", "transformer_lm")  # the next-event models the n-gram target compares
 
 
 def _acc(outputs: dict, experiment: str, setting: str) -> list[float]:
@@ -43,29 +45,120 @@ def _cell(values: list[float]) -> str:
     return mean_std_cell(values, digits=1)
 
 
+def best_ngram(ngrams: dict) -> int | None:
+    """The n-gram order with the best validation accuracy (chosen on validation, as the LMs' checkpoints)."""
+    return max(ngrams, key=lambda o: ngrams[o]["accuracy"]) if ngrams else None
+
+
+def _test_acc(entry: dict) -> float:
+    """Accuracy (%) over the test windows, from the per-window counts."""
+    return 100.0 * float(np.sum(entry["test_correct"])) / max(float(np.sum(entry["test_total"])), 1.0)
+
+
+def ngram_gaps(outputs: dict, ngrams: dict) -> list[float]:
+    """Per seed: the best all-arguments LM's test accuracy minus the best n-gram's, both on the test
+    windows and the same positions (every event after a window's first)."""
+    order = best_ngram(ngrams)
+    if order is None or "test_correct" not in ngrams[order]:
+        return []
+    ngram = _test_acc(ngrams[order])
+    seeds = sorted({sd for (_, s, sd) in outputs if s == "all"})
+    lms = [[outputs[(e, "all", sd)]["test_acc"] * 100 for e in LMS if (e, "all", sd) in outputs] for sd in seeds]
+    return [max(lm) - ngram for lm in lms if lm]
+
+
 def evaluate_targets(specs: list[dict], outputs: dict, ngrams: dict) -> list[Target]:
+    """Mean and population std over the seeds, and with two or more seeds the 95% Student t interval of
+    the mean (shared.metrics.t_interval): an interval that holds both passing and failing values makes
+    the verdict "not resolvable"."""
     targets = []
     for spec in specs:
         m = spec["measure"]
-        if m["kind"] == "gap":
-            values = _gaps(outputs, m["experiment"], m["a"], m["b"])
-        else:  # best all-arguments LM minus the best n-gram, per seed
-            seeds = sorted({sd for (_, s, sd) in outputs if s == "all"})
-            best_ngram = max((v["accuracy"] * 100 for v in ngrams.values()), default=None)
-            values = []
-            for sd in seeds:
-                lm = [
-                    outputs[(e, "all", sd)]["test_acc"] * 100
-                    for e in ("lstm_lm", "transformer_lm")
-                    if (e, "all", sd) in outputs
-                ]
-                if lm and best_ngram is not None:
-                    values.append(max(lm) - best_ngram)
+        values = _gaps(outputs, m["experiment"], m["a"], m["b"]) if m["kind"] == "gap" else ngram_gaps(outputs, ngrams)
         fields = {k: v for k, v in spec.items() if k != "measure"}
-        mean = float(np.mean(values)) if values else None
-        std = float(np.std(values)) if values else None
-        targets.append(Target(**fields, mean=mean, std=std, n=len(values)).judge())
+        targets.append(judged_target(fields, values, t_interval(values) if len(values) >= 2 else None))
     return targets
+
+
+def ngram_window_interval(outputs: dict, ngrams: dict) -> tuple[float, float, float] | None:
+    """The best all-arguments LM (mean over seeds, per test window) minus the best n-gram, with a paired
+    95% bootstrap over the test windows: the spread from which windows were tested, which the seeds'
+    interval does not hold."""
+    order = best_ngram(ngrams)
+    if order is None or "test_correct" not in ngrams[order]:
+        return None
+    seeds = sorted({sd for (_, s, sd) in outputs if s == "all"})
+    per_seed = []
+    for sd in seeds:
+        found = [outputs[(e, "all", sd)] for e in LMS if (e, "all", sd) in outputs]
+        found = [o for o in found if "test_correct" in o]
+        if found:
+            best = max(found, key=lambda o: o["test_acc"])
+            per_seed.append(np.asarray(best["test_correct"], dtype=float))
+    if not per_seed:
+        return None
+    lm = np.mean(per_seed, axis=0)
+    ng = np.asarray(ngrams[order]["test_correct"], dtype=float)
+    total = np.asarray(ngrams[order]["test_total"], dtype=float)
+    if len(lm) != len(ng) or len(lm) < 2:
+        return None
+
+    def gap(a: np.ndarray, b: np.ndarray, n: np.ndarray) -> float:
+        return 100.0 * float((a.sum() - b.sum()) / n.sum())
+
+    lo, hi = bootstrap_ci(gap, lm, ng, total)
+    return gap(lm, ng, total), lo, hi
+
+
+def _budgets(cfg: Config) -> str:
+    return ", ".join(f"{LABELS[e]} {cfg.train.max_updates.get(e, -1)}" for e in cfg.experiments)
+
+
+def short_runs(outputs: dict, cfg: Config) -> list[str]:
+    """A note for each run that stopped short of its update budget (the wall-clock cap, early stopping)."""
+    out = []
+    for (e, s, sd), o in sorted(outputs.items()):
+        budget = cfg.train.max_updates.get(e, -1)
+        if budget > 0 and int(o["updates"]) < budget:
+            out.append(f"{LABELS[e]} {SETTING_LABELS[s]} seed {sd}: {int(o['updates'])} of {budget} updates "
+                       f"(stopped by {o.get('stopped', '?')})")  # fmt: skip
+    return out
+
+
+def curve_tables(outputs: dict, experiments: list[str], settings: list[str], points: int = 8) -> dict[str, Table]:
+    """Validation accuracy (%) vs updates per model/task and setting, mean over seeds: the budget's
+    effect, measured in the run itself (at most `points` of the validations, evenly spaced, the last kept)."""
+    tables = {}
+    for e in experiments:
+        runs = {s: [o for (ee, ss, _), o in outputs.items() if (ee, ss) == (e, s) and len(o.get("val_updates", ()))]
+                for s in settings}  # fmt: skip
+        found = [set(np.asarray(o["val_updates"]).tolist()) for r in runs.values() for o in r]
+        common = sorted(set.intersection(*found)) if found else []
+        if not common:
+            continue
+        keep = sorted({common[round(i)] for i in np.linspace(0, len(common) - 1, min(points, len(common)))})
+        rows = []
+        for s in settings:
+            if not runs[s]:
+                continue
+            cells = []
+            for u in keep:
+                vals = [float(np.asarray(o["val_curve"])[np.asarray(o["val_updates"]) == u][0]) * 100 for o in runs[s]]
+                cells.append(f"{np.mean(vals):.1f}")
+            rows.append([SETTING_LABELS[s], *cells])
+        tables[f"curve_{e}"] = Table(
+            f"{LABELS[e]}: validation accuracy (%) vs updates (mean over seeds)", ["setting", *map(str, keep)], rows
+        )
+    return tables
+
+
+def _seed_interval_cells(values: list[float]) -> list[str]:
+    if not values:
+        return ["–", "–"]
+    if len(values) < 2:
+        return [f"{np.mean(values):.1f}", "– (one seed)"]
+    lo, hi = t_interval(values)
+    return [f"{np.mean(values):.1f}", f"[{lo:.1f}, {hi:.1f}]"]
 
 
 def write_report(
@@ -90,20 +183,40 @@ def write_report(
                 )
     gains = Table("Gain of all arguments (points)", ["model / task", "difference", "ours", "paper"], gain_rows)
     ngram_rows = [
-        [f"{o}-gram", f"{v['accuracy'] * 100:.1f}", f"{ref['ngram_valid_accuracy'].get(o, float('nan')):.1f}"]
+        [f"{o}-gram", f"{v['accuracy'] * 100:.1f}", f"{_test_acc(v):.1f}" if "test_correct" in v else "–",
+         f"{ref['ngram_valid_accuracy'].get(o, float('nan')):.1f}"]
         for o, v in sorted(ngrams.items())
-    ]  # noqa: E501
-    ngram = Table("n-gram next-name accuracy on the validation windows (%)", ["model", "ours", "paper"], ngram_rows)
+    ]  # fmt: skip
+    ngram = Table(
+        "n-gram next-name accuracy (%): validation windows (the paper's number) and test windows (every event "
+        "after a window's first, the positions the LMs predict)",
+        ["model", "ours, validation", "ours, test", "paper, validation"],
+        ngram_rows,
+    )
+    tables = {}
+    if (found := ngram_window_interval(outputs, ngrams)) is not None:
+        gap, lo, hi = found
+        tables["neural_vs_ngram"] = Table(
+            "Best all-arguments LM minus the best n-gram on the test windows (points): the 95% interval over the "
+            "seeds (the target's) and a paired bootstrap over the test windows (LM averaged over seeds)",
+            ["interval", "gap", "95% interval"],
+            [["seeds (Student t)", *_seed_interval_cells(ngram_gaps(outputs, ngrams))],
+             ["test windows (bootstrap)", f"{gap:.1f}", f"[{lo:.1f}, {hi:.1f}]"]],
+        )  # fmt: skip
+
+    def _of(e: str, s: str) -> list[dict]:
+        return [o for (ee, ss, _), o in outputs.items() if ee == e and ss == s]
+
     runs = Table(
         "Runs (mean over seeds)",
-        ["model / task", "setting", "parameters", "updates", "train (s)", "validation acc"],
+        ["model / task", "setting", "parameters", "updates (budget)", "stopped by", "train (s)", "validation acc"],
         [
-            [LABELS[e], SETTING_LABELS[s],
-             f"{int(np.mean([o['parameters'] for (ee, ss, _), o in outputs.items() if ee == e and ss == s])):,}",
-             f"{np.mean([o['updates'] for (ee, ss, _), o in outputs.items() if ee == e and ss == s]):.0f}",
-             f"{np.mean([o['seconds'] for (ee, ss, _), o in outputs.items() if ee == e and ss == s]):.0f}",
-             f"{np.mean([o['val_acc'] for (ee, ss, _), o in outputs.items() if ee == e and ss == s]) * 100:.1f}"]
-            for e in experiments for s in settings if any(k[:2] == (e, s) for k in outputs)
+            [LABELS[e], SETTING_LABELS[s], f"{int(np.mean([o['parameters'] for o in _of(e, s)])):,}",
+             f"{np.mean([o['updates'] for o in _of(e, s)]):.0f} ({cfg.train.max_updates.get(e, -1)})",
+             ", ".join(sorted({str(o.get('stopped', '–')) for o in _of(e, s)})),
+             f"{np.mean([o['seconds'] for o in _of(e, s)]):.0f}",
+             f"{np.mean([o['val_acc'] for o in _of(e, s)]) * 100:.1f}"]
+            for e in experiments for s in settings if _of(e, s)
         ],
     )  # fmt: skip
     figures = []
@@ -126,15 +239,30 @@ def write_report(
         fig.savefig(run.dir / FIGURE, dpi=110)
         plt.close(fig)
         figures.append(FIGURE)
+    stopping = (
+        f"after {cfg.train.patience} validations without a gain"
+        if cfg.train.patience
+        else "off (every run trains to its budget)"
+    )
     results = run.new_results(
         command,
         evaluate_targets(meta["targets"], outputs, ngrams),
-        tables={"ablation": ablation, "gains": gains, "ngram": ngram, "runs": runs},
+        tables={
+            "ablation": ablation,
+            "gains": gains,
+            "ngram": ngram,
+            **tables,
+            "runs": runs,
+            **curve_tables(outputs, experiments, settings),
+        },  # fmt: skip
         figures=figures,
         notes=[
             f"windows of {cfg.data.window} syscall events from the normal blocks: train {len(windows['train'].x)}, "
-            f"validation {len(windows['valid_id'].x)}, test {len(windows['test_id'].x)}; each run capped at "
-            f"{cfg.train.max_seconds or 'no'} s of training"
+            f"validation {len(windows['valid_id'].x)}, test {len(windows['test_id'].x)}; update budgets "
+            f"{_budgets(cfg)}, validation every {cfg.train.eval_every['lm']} (LM) / {cfg.train.eval_every['mlm']} "
+            f"(MLM) updates, early stopping {stopping}; each run capped at {cfg.train.max_seconds or 'no'} s of "
+            f"training; {cfg.train.workers} run(s) side by side",
+            *short_runs(outputs, cfg),
         ],
     )
     run.write_results(results)

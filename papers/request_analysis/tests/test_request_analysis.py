@@ -83,6 +83,47 @@ def test_thread_states_by_hand():
     assert digits == "21641242" and counts.sum() == len(digits) and calls == ["read"]
 
 
+def test_a_window_that_opens_while_the_thread_sleeps_starts_asleep():
+    """A connection's window opens at the listener's accept, while the worker still sleeps in futex
+    (switched out at 5, before the window): by hand, futex sleep 8-14, woken and waiting for a CPU 14-16,
+    back in the futex call 16-17, user 17-20. The old rule (running at the window's start) would have
+    counted the sleep as user time."""
+    tl = Timeline(
+        ts=np.array([4, 5, 14, 16, 17]),
+        kind=np.array([0, 2, 4, 3, 1]),
+        name=np.array(["futex", "", "", "", "futex"], dtype=object),
+        state=np.array([0, 1, 0, 0, 0]),
+    )
+    times, counts, digits, calls = thread_states(tl, 8, 20)
+    expect = np.zeros(N_STATES, dtype=int)
+    expect[S["BLOCKED_FOR_FUTEX"]] = 6
+    expect[S["BLOCKED_CPU_FUTEX"]] = 2
+    expect[S["SYSTEMCALL"]] = 1
+    expect[S["USERMODE"]] = 3
+    assert times.tolist() == expect.tolist() and times.sum() == 12
+    order = ("BLOCKED_FOR_FUTEX", "BLOCKED_CPU_FUTEX", "SYSTEMCALL", "USERMODE")
+    assert digits == "".join(str(S[n]) for n in order) and calls == []  # the futex call began before
+    assert thread_states(tl, 0, 4)[0][S["USERMODE"]] == 4  # before the first event: running
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("sample_eps_share=0", r"sample_eps_share: 0(\.0)? must be > 0"),
+        ("sample_eps_share=1.5", r"sample_eps_share: 1.5 is out of range"),
+        ("sample_min_samples=0", r"sample_min_samples: 0 is out of range"),
+        ("sample_injected=100", r"sample_injected=100 must be below sample_min_samples=100"),
+        ("analyse_sample=3", r"analyse_sample"),
+    ],
+)
+def test_the_shared_sample_settings_out_of_range_are_one_clear_error(override, message):
+    from papers.request_analysis.config import Config
+    from shared.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(Config, Path(__file__).resolve().parents[1] / "configs" / "mini.yaml", [override])
+
+
 def test_traces_sample_features_are_consistent():
     from shared.traces import load_dataset
 
@@ -223,3 +264,21 @@ def test_no_tables_found_is_a_degraded_run_that_is_not_published(tmp_path, monke
     verdicts = {t["name"]: t["verdict"] for t in results["targets"]}
     assert verdicts and any(v != "not run" for v in verdicts.values())  # the traces analysis did run
     assert committed.read_bytes() == before and REAL_RESULTS.read_bytes() == real
+
+
+@pytest.mark.slow
+def test_the_shared_sample_analysis_keeps_every_normal_request_and_a_few_of_each_behaviour():
+    from papers.request_analysis.config import Config
+    from papers.request_analysis.reproduce import run_sample
+    from shared.config import load_config
+    from shared.traces import SAMPLE_DIR
+
+    cfg = load_config(Config, Path(__file__).resolve().parents[1] / "configs" / "mini.yaml", ["sample_injected=10"])
+    out = run_sample(cfg, SAMPLE_DIR)
+    counts = out["all_requests"]
+    assert out["behaviours"]["normal"] == counts["normal"] > 100
+    assert all(out["behaviours"][b] == min(10, n) for b, n in counts.items() if b != "normal")
+    flagged = out["flagged_by_behaviour"]
+    assert set(flagged) == set(counts) and all(0 <= v <= 1 for v in flagged.values())
+    assert sum(c["size"] for c in out["clusters"]) == out["outliers"]["size"]
+    assert out["slowdown_by_behaviour"]["normal"] == pytest.approx(1.0)
