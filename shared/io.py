@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -58,3 +59,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         tmp.rename(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def package_dir(name: str) -> Path | None:
+    """The folder of an installed package, found without importing it (wheels we read only for their data
+    may need dependencies we do not install); None when it is not installed."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))

