@@ -79,7 +79,9 @@ def characterise(
         rows = []
         for n in range(1, n_max + 1):
             counts = ngram_counts(seqs, n)
-            grams = set().union(*counts) if counts else set()
+            # sorted: a set of strings iterates in PYTHONHASHSEED's order, and tied rows kept it (issue: the
+            # published cluster text swapped two tied 3-grams between two runs of the same seed)
+            grams = sorted(set().union(*counts)) if counts else []
             for g in grams:
                 a = np.array([c.get(g, 0) for c in counts], dtype=float)
                 b = np.array([c.get(g, 0) for c in ref_counts[n]], dtype=float)
@@ -95,6 +97,6 @@ def characterise(
                         "ref_sem": sem_b,
                     }
                 )
-        rows.sort(key=lambda r: -(r["mean"] - r["ref_mean"]) / (r["ref_mean"] + 1.0))
+        rows.sort(key=lambda r: (-(r["mean"] - r["ref_mean"]) / (r["ref_mean"] + 1.0), r["n"], r["ngram"]))
         out[name] = rows[:top]
     return out
