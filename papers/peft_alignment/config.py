@@ -192,6 +192,7 @@ class Config:
     # the untuned model beside the originals; "grid" also lets grid.models name it ("smollm2") as an instruct model.
     smollm2: str = "off"
     smollm2_eval_fraction: float = 1.0  # share of every evaluation set the SmolLM2 models are scored on
+    n_boot: int = 1000  # bootstrap replicates of each target's interval (report.target_intervals)
 
     def model_kind(self, name: str) -> str:
         return self.hub.models[name].kind if self.source == "hub" else LOCAL_MODELS[name]

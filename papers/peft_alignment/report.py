@@ -11,7 +11,7 @@ from papers.peft_alignment.config import Config
 from papers.peft_alignment.evaluation import AXES
 from papers.peft_alignment.grid import MERGES
 from shared.report import mean_std_cell
-from shared.results import Results, Table, Target, judge_by_measures
+from shared.results import Results, Table, Target, judged_target
 from shared.run import Run
 
 FIGURES = ("grid_heatmap.png", "merges.png")
@@ -42,24 +42,42 @@ MERGE_LABEL = {
 }
 
 
-class Scores:
-    """Lookup of one seed's scores: aligned cells, original models and merges."""
+Resample = dict[tuple[str, int], np.ndarray]  # (axis, number of items) -> the drawn item indices
 
-    def __init__(self, outcome: dict, cfg: Config, seed: int) -> None:
-        self.cfg, self.seed = cfg, seed
+
+class Scores:
+    """Lookup of one seed's scores: aligned cells, original models and merges. With `resample` (item indices
+    per axis), each axis is the mean of the model's per-item scores at those indices and `overall` their
+    mean: one bootstrap replicate, the same items for every model (paired)."""
+
+    def __init__(self, outcome: dict, cfg: Config, seed: int, resample: Resample | None = None) -> None:
+        self.cfg, self.seed, self.resample = cfg, seed, resample
         self.results, self.merges = outcome["results"], outcome["merges"]
+        self._memo: dict[tuple[int, str], float] = {}
+
+    def _value(self, scores: dict, axis: str) -> float | None:
+        if self.resample is None or "items" not in scores or axis not in (*AXES, "overall"):
+            return scores.get(axis)
+        key = (id(scores), axis)
+        if key not in self._memo:
+            if axis == "overall":
+                self._memo[key] = float(np.mean([self._value(scores, a) for a in AXES]))
+            else:
+                values = np.asarray(scores["items"][axis], dtype=float)
+                self._memo[key] = float(values[self.resample[(axis, len(values))]].mean())
+        return self._memo[key]
 
     def cell(self, dataset: str, method: str, model: str, pref: str, axis: str, adapter: str = "") -> float | None:
         name = f"{dataset}-{method}-{model}-{pref}-{adapter or self.cfg.grid.adapter}-s{self.seed}"
-        return self.results.get(name, {}).get("scores", {}).get(axis)
+        return self._value(self.results.get(name, {}).get("scores", {}), axis)
 
     def original(self, model: str, axis: str) -> float | None:
-        return self.results.get(f"original-{model}", {}).get("scores", {}).get(axis)
+        return self._value(self.results.get(f"original-{model}", {}).get("scores", {}), axis)
 
     def merged(self, name: str, model: str, axis: str) -> float | None:
         """A Table 3 row: a merge, or one of its aligned parents (harmless_sft, ...)."""
         if name in MERGES:
-            return self.merges.get(f"{name}-{model}-s{self.seed}", {}).get("scores", {}).get(axis)
+            return self._value(self.merges.get(f"{name}-{model}-s{self.seed}", {}).get("scores", {}), axis)
         pref, method = name.split("_")
         return self.cell(self.cfg.merge.dataset, method, model, pref, axis)
 
@@ -196,8 +214,85 @@ def measures(cfg: Config) -> dict[str, Callable[[Scores], float | None]]:
     }
 
 
-def evaluate_targets(specs: list[dict], per_seed: list[Scores], cfg: Config) -> list[Target]:
-    return judge_by_measures(specs, measures(cfg), per_seed)
+def item_counts(outcome: dict) -> list[tuple[str, int]]:
+    """Every (axis, number of items) among the scored models, sorted: what a bootstrap replicate resamples.
+    (Models scored on the same set share an entry, so their resampled items are the same ones: paired.)"""
+    found = set()
+    for entries in (outcome["results"], outcome.get("merges", {})):
+        for r in entries.values():
+            for axis, values in r.get("scores", {}).get("items", {}).items():
+                found.add((axis, len(values)))
+    return sorted(found)
+
+
+def target_intervals(
+    specs: list[dict], outcome: dict, cfg: Config, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """A percentile bootstrap interval of each target's mean over seeds: every replicate draws the
+    evaluation items of each axis with replacement (the same items for every model and every seed, as they
+    were all scored on the same items), recomputes every axis, `overall` and each target per seed (the
+    Spearman correlation too), and averages over seeds. Seed-to-seed variation is not in the interval (two
+    seeds); the results table gives it as the std. Widened, if needed, to hold the point value (as
+    shared.metrics.bootstrap_ci). A target without per-item scores, or not finite on most replicates, gets none."""
+    if n_boot < 100:
+        raise ValueError(f"target_intervals: n_boot={n_boot}; valid: >= 100")
+    counts = item_counts(outcome)
+    if not counts:
+        return {}
+    outcome = _item_arrays(outcome)
+    fns = measures(cfg)
+    names = [spec["name"] for spec in specs]
+    rng = np.random.default_rng(seed)
+    stats = np.full((n_boot, len(names)), np.nan)
+    for b in range(n_boot):
+        draw = {key: rng.integers(0, key[1], size=key[1]) for key in counts}
+        per_seed = [Scores(outcome, cfg, s, draw) for s in cfg.seeds]
+        for j, name in enumerate(names):
+            values = [v for v in (fns[name](sc) for sc in per_seed) if v is not None and np.isfinite(v)]
+            if values:
+                stats[b, j] = float(np.mean(values))
+    point = [Scores(outcome, cfg, s) for s in cfg.seeds]
+    out = {}
+    for j, name in enumerate(names):
+        col = stats[:, j][np.isfinite(stats[:, j])]
+        values = [v for v in (fns[name](sc) for sc in point) if v is not None]
+        if col.size < n_boot // 2 or not values:
+            continue
+        lo, hi = np.quantile(col, [0.5 - level / 2.0, 0.5 + level / 2.0])
+        mean = float(np.mean(values))
+        out[name] = (float(min(lo, mean)), float(max(hi, mean)))
+    return out
+
+
+def _item_arrays(outcome: dict) -> dict:
+    """A copy of the outcome whose per-item scores are numpy arrays (read many times per replicate)."""
+
+    def conv(entries: dict) -> dict:
+        out = {}
+        for name, r in entries.items():
+            sc = r.get("scores", {})
+            if "items" in sc:
+                sc = {**sc, "items": {a: np.asarray(v, dtype=float) for a, v in sc["items"].items()}}
+            out[name] = {**r, "scores": sc}
+        return out
+
+    return {**outcome, "results": conv(outcome["results"]), "merges": conv(outcome.get("merges", {}))}
+
+
+def evaluate_targets(
+    specs: list[dict], per_seed: list[Scores], cfg: Config, outcome: dict | None = None, n_boot: int = 1000
+) -> list[Target]:
+    """The targets, judged; with `outcome`, each with its item-bootstrap interval (`target_intervals`): a
+    target whose interval holds both passing and failing values is "not resolvable" at this scale."""
+    fns = measures(cfg)
+    ci = target_intervals(specs, outcome, cfg, n_boot) if outcome is not None else {}
+    out = []
+    for spec in specs:
+        if spec["name"] not in fns:
+            raise KeyError(f"paper.yaml target {spec['name']!r} has no measure; known: {', '.join(fns)}")
+        values = [v for v in (fns[spec["name"]](r) for r in per_seed) if v is not None]
+        out.append(judged_target(spec, values, ci.get(spec["name"])))
+    return out
 
 
 def grid_table(per_seed: list[Scores], cfg: Config) -> Table:
@@ -369,7 +464,7 @@ def toxicity_table(per_seed: list[Scores], cfg: Config) -> Table:
     )
 
 
-def ladder_table(main: list[Target], cfg: Config, ladder: dict, meta: dict) -> Table:
+def ladder_table(main: list[Target], cfg: Config, ladder: dict, meta: dict, n_boot: int = 1000) -> Table:
     """Each target's value per model size: does a miss move toward the paper with size?"""
 
     def shape(c: Config) -> str:
@@ -380,15 +475,23 @@ def ladder_table(main: list[Target], cfg: Config, ladder: dict, meta: dict) -> T
     per_rung = []
     for lcfg, lout in ladder.values():
         per = [Scores(lout, lcfg, seed) for seed in lcfg.seeds]
-        per_rung.append({t.name: t for t in evaluate_targets(meta["targets"], per, lcfg)})
+        per_rung.append({t.name: t for t in evaluate_targets(meta["targets"], per, lcfg, lout, n_boot)})
     rows = []
     for t in main:
         cells = []
         for rung in per_rung:
             lt = rung[t.name]
-            cells.append(f"{_fmt(lt.mean)} ({lt.verdict})")
-        rows.append([t.name, *cells, f"{_fmt(t.mean)} ({t.verdict})"])
-    return Table("Size ladder: each target's measured value (verdict) per model size", columns, rows)
+            cells.append(f"{_fmt(lt.mean)}{_ci(lt)} ({lt.verdict})")
+        rows.append([t.name, *cells, f"{_fmt(t.mean)}{_ci(t)} ({t.verdict})"])
+    return Table(
+        "Size ladder: each target's measured value [95% item-bootstrap interval] (verdict) per model size",
+        columns,
+        rows,
+    )
+
+
+def _ci(t: Target) -> str:
+    return "" if t.ci_low is None else f" [{_fmt(t.ci_low)}, {_fmt(t.ci_high)}]"
 
 
 def reference_table() -> Table:
@@ -462,7 +565,7 @@ def plots(run: Run, per_seed: list[Scores], cfg: Config) -> list[str]:
 
 def write_report(run: Run, cfg: Config, outcome: dict, meta: dict, command: str, ladder: dict | None = None) -> Results:
     per_seed = [Scores(outcome, cfg, seed) for seed in cfg.seeds]
-    targets = evaluate_targets(meta["targets"], per_seed, cfg)
+    targets = evaluate_targets(meta["targets"], per_seed, cfg, outcome, cfg.n_boot)
     tables = {
         "originals": originals_table(outcome),
         "grid": grid_table(per_seed, cfg),
@@ -475,7 +578,7 @@ def write_report(run: Run, cfg: Config, outcome: dict, meta: dict, command: str,
     if cfg.grid.compare_adapter:
         tables["adapters"] = adapter_table(per_seed, cfg)
     if ladder:
-        tables["ladder"] = ladder_table(targets, cfg, ladder, meta)
+        tables["ladder"] = ladder_table(targets, cfg, ladder, meta, cfg.n_boot)
     figures = plots(run, per_seed, cfg) if outcome["results"] else []
     fam, s, d = cfg.family, cfg.sft, cfg.dpo
     notes = [

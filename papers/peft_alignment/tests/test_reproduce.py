@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from papers.peft_alignment import align, grid
 from papers.peft_alignment.config import Config
-from papers.peft_alignment.report import Scores, evaluate_targets, measures
+from papers.peft_alignment.report import Scores, evaluate_targets, measures, target_intervals
 from papers.peft_alignment.reproduce import PAPER_DIR, load_paper_meta, main
 from shared.config import ConfigError, load_config
 from shared.text.prose import missing_sources
@@ -197,3 +198,71 @@ def test_sharded_grid_then_merges_and_report_equals_one_run(tmp_path):
     )
     assert a["tables"]["grid"]["rows"] and a["tables"]["merges"]["rows"]
     assert a["tables"]["grid"] == b["tables"]["grid"] and a["tables"]["merges"] == b["tables"]["merges"]
+
+
+def _item_outcome(c: Config, n: int = 40, seed: int = 0) -> dict:
+    """Every grid job, original and merge of `c` with random 0/1 per-item scores on each axis (the same
+    items for every model), their means as the axes."""
+    from papers.peft_alignment.evaluation import AXES
+
+    rng = np.random.default_rng(seed)
+
+    def scores() -> dict:
+        items = {a: rng.integers(0, 2, size=n).astype(float).tolist() for a in AXES}
+        out = {a: float(np.mean(v)) for a, v in items.items()}
+        return {**out, "overall": float(np.mean(list(out.values()))), "items": items}
+
+    results = {j.name: {"scores": scores()} for j in grid.plan(c)}
+    results.update({f"original-{m}": {"scores": scores()} for m in c.grid.models})
+    merges = {f"{name}-{m}-s{s}": {"scores": scores()} for name in grid.MERGES for m in c.grid.models for s in c.seeds}
+    return {"results": results, "merges": merges}
+
+
+def test_paired_interval_is_shared_metrics_bootstrap_of_the_item_differences():
+    """One target over one axis: the interval is exactly the paired percentile bootstrap of shared.metrics
+    (same draws), and close to the normal-theory interval of the mean item difference (scipy)."""
+    from scipy import stats
+
+    from shared.metrics import bootstrap_ci
+
+    c = cfg("mini", "seeds=[0]")
+    rng = np.random.default_rng(3)
+    a, o = rng.integers(0, 2, 400).astype(float), rng.integers(0, 2, 400).astype(float)
+    outcome = _outcome(c, {}, {})
+    outcome["results"]["bt-sft-base-harmless-lora-s0"]["scores"] = {"toxicity": a.mean(), "items": {"toxicity": a}}
+    outcome["results"]["original-base"]["scores"] = {"toxicity": o.mean(), "items": {"toxicity": o}}
+    spec = [t for t in load_paper_meta()["targets"] if t["name"] == "harmless_sft_pretrained_improves_toxicity"]
+    ci = target_intervals(spec, outcome, c, n_boot=500, seed=7)["harmless_sft_pretrained_improves_toxicity"]
+    ref = bootstrap_ci(lambda x, y: x.mean() - y.mean(), a, o, n_boot=500, seed=7)
+    assert ci == pytest.approx(ref, abs=1e-12)
+    d = a - o
+    half = stats.norm.ppf(0.975) * d.std(ddof=1) / np.sqrt(d.size)
+    assert ci[0] == pytest.approx(d.mean() - half, abs=0.25 * half)
+    assert ci[1] == pytest.approx(d.mean() + half, abs=0.25 * half)
+
+
+def test_every_target_gets_a_deterministic_interval_holding_its_mean():
+    c = cfg("mini")
+    outcome = _item_outcome(c)
+    specs = load_paper_meta()["targets"]
+    per_seed = [Scores(outcome, c, s) for s in c.seeds]
+    a = evaluate_targets(specs, per_seed, c, outcome, n_boot=200)
+    b = evaluate_targets(specs, per_seed, c, outcome, n_boot=200)
+    assert [(t.ci_low, t.ci_high) for t in a] == [(t.ci_low, t.ci_high) for t in b]  # same seed, same interval
+    for t in a:  # the Spearman target (LoRA vs QLoRA) and the merge targets too
+        assert t.ci_low is not None and t.ci_low <= t.mean <= t.ci_high and t.ci_low < t.ci_high, t.name
+        if t.ci_low < t.threshold < t.ci_high:
+            assert t.verdict == "not resolvable"
+    other = target_intervals(specs, outcome, c, n_boot=200, seed=1)
+    assert [other[t.name] for t in a] != [(t.ci_low, t.ci_high) for t in a]
+
+
+def test_identical_models_give_a_zero_width_interval():
+    c = cfg("mini", "seeds=[0]")
+    items = np.r_[np.ones(10), np.zeros(10)]
+    sc = {"toxicity": 0.5, "items": {"toxicity": items}}
+    outcome = _outcome(c, {}, {})
+    outcome["results"]["bt-sft-base-harmless-lora-s0"]["scores"] = dict(sc)
+    outcome["results"]["original-base"]["scores"] = dict(sc)
+    spec = [t for t in load_paper_meta()["targets"] if t["name"] == "harmless_sft_pretrained_improves_toxicity"]
+    assert target_intervals(spec, outcome, c, n_boot=100)["harmless_sft_pretrained_improves_toxicity"] == (0.0, 0.0)
