@@ -563,7 +563,13 @@ def _sized(table: Table, text: str) -> Table:
 
 
 def write_report(
-    run: Run, cfg: Config, per_seed: list[dict], meta: dict, command: str, ladder: dict | None = None
+    run: Run,
+    cfg: Config,
+    per_seed: list[dict],
+    meta: dict,
+    command: str,
+    ladder: dict | None = None,
+    task_seconds: dict | None = None,
 ) -> Results:
     """results.json: targets and every table at the family's own size (`cfg`, the size the verdicts read);
     with a ladder, each target per size and the other rungs' main and cost tables."""
@@ -585,6 +591,13 @@ def write_report(
     tables["throughput"] = throughput_table(
         per_seed + [r for lab, (c, ps) in (ladder or {}).items() if lab != size for r in ps]
     )
+    if task_seconds:
+        tables["tasks"] = Table(
+            "Seconds of each task in the worker processes (`parallel_runs`; they overlap, so the run's wall time is "
+            "the header's total, not their sum): family members, then each rung's stages",
+            ["task", "seconds"],
+            [[k, f"{v:.1f}"] for k, v in task_seconds.items()],
+        )
     tables["paper"] = reference_table(meta)
     if ladder and len(ladder) > 1:
         tables["ladder"] = ladder_table(meta["targets"], ladder)

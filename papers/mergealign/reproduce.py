@@ -31,6 +31,7 @@ from papers.mergealign.report import write_report
 from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.environment import child_malloc_env, keep_freed_memory
+from shared.io import atomic_write_json
 from shared.lm_family.merging import weights_key as model_key
 from shared.progress import get_logger, progress, setup_logging
 from shared.run import Run, content_hash
@@ -425,7 +426,8 @@ def run_rung(run_dir: str, cfg: Config, stages: set[str], seed: int, out: str, t
 def run_rungs_parallel(run: Run, rungs: list, stages: set[str], seeds: list[int], out: Path, workers: int) -> dict:
     """Every rung and seed in `workers` processes: the members of each family as separate tasks (the base
     first, then its instruct model and experts, which are independent), then each rung's merges, DPO/ORPO,
-    evaluations and analysis. Bigger rungs go first among ready tasks. Returns {(label, seed): results}."""
+    evaluations and analysis. Bigger rungs go first among ready tasks. Returns ({(label, seed): results},
+    {task or stage: seconds}); the run's wall_time_s gets the whole phase as one stage, since the tasks overlap."""
     from shared.lm_family.family import build_tokenizer, prose_sample
 
     this = importlib.import_module("papers.mergealign.reproduce")  # workers find the functions by this name
@@ -448,17 +450,19 @@ def run_rungs_parallel(run: Run, rungs: list, stages: set[str], seeds: list[int]
                     members.append(name)
             args = (str(run.dir), rcfg, stages, seed, str(out), tag)
             tasks.append(Task(f"rung/{label}/seed{seed}", this.run_rung, args, (rank, 2), tuple(members)))
-    found = {}
+    found, seconds = {}, {}
     log.info("%d tasks (family members, then each rung's stages) in %d processes", len(tasks), workers)
-    for name, value in schedule(tasks, workers):
-        if name.startswith("family/"):
-            run.wall_time_s[name] = round(value, 3)
-            log.info("%s: %.1f s", name, value)
-            continue
-        _, label, seed = name.split("/")
-        found[(label, int(seed[4:]))], times = value
-        run.wall_time_s.update(times)
-    return found
+    with run.stage(f"family and rungs in {workers} processes"):
+        for name, value in schedule(tasks, workers):
+            if name.startswith("family/"):
+                seconds[name] = round(value, 3)
+                log.info("%s: %.1f s", name, value)
+                continue
+            _, label, seed = name.split("/")
+            found[(label, int(seed[4:]))], times = value
+            seconds.update(times)
+    atomic_write_json(run.dir / "task_seconds.json", seconds)
+    return found, seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -480,13 +484,14 @@ def main(argv: list[str] | None = None) -> int:
     rungs = rung_configs(cfg)
     out = Path(args.out)
     if cfg.parallel_runs > 1 and cfg.source == "local" and not cfg.adapter.start:
-        found = run_rungs_parallel(run, rungs, stages, cfg.seeds, out, cfg.parallel_runs)
+        found, task_seconds = run_rungs_parallel(run, rungs, stages, cfg.seeds, out, cfg.parallel_runs)
     else:
         found = {(lab, s): run_seed(run, c, stages, s, out, tag) for lab, c, tag in rungs for s in cfg.seeds}
+        task_seconds = None
     ladder = {lab: (c, [found[(lab, s)] for s in cfg.seeds]) for lab, c, _ in rungs}
     per_seed = ladder[rungs[0][0]][1]
     with run.stage("report"):
-        results = write_report(run, cfg, per_seed, load_paper_meta(), args.command, ladder)
+        results = write_report(run, cfg, per_seed, load_paper_meta(), args.command, ladder, task_seconds)
     from papers.status import finish_run
 
     log.info("run key %s", content_hash(to_dict(cfg)))

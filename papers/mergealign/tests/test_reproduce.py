@@ -132,12 +132,13 @@ def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
     # the rungs and family members in two worker processes: the same numbers (only timings differ)
     assert main(["--scale", "smoke", "--out", str(tmp_path / "par"), "--set", "parallel_runs=2"]) == 0
     par = _results(tmp_path / "par")
-    timed = {"cost", "cost_2x32", "throughput"}
+    timed = {"cost", "cost_2x32", "throughput", "tasks"}
     assert {k: v for k, v in par["tables"].items() if k not in timed} == {
         k: v for k, v in first["tables"].items() if k not in timed
     }
     assert [(t["name"], t["mean"]) for t in par["targets"]] == [(t["name"], t["mean"]) for t in first["targets"]]
-    assert "family/instruct/seed0-2x32" in par["wall_time_s"]
+    assert "family/instruct/seed0-2x32" in dict(par["tables"]["tasks"]["rows"])
+    assert list(par["wall_time_s"]) == ["family and rungs in 2 processes"]  # one stage: the tasks overlap
     # determinism: the same spec rebuilt elsewhere gives byte-identical base weights
     from shared.lm_family import build_family
 
