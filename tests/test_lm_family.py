@@ -61,6 +61,10 @@ def test_safety_prompt_splits_are_disjoint():
     )
     with pytest.raises(ValueError, match="split must be 'train' or 'eval'"):
         world.harmful_prompts("test")
+    # the real-prompt world's look-alikes: six training phrases per verb, two held out, none shared
+    train_look, eval_look = world.lookalike_prompts("train"), world.lookalike_prompts("eval")
+    assert {b["action"] for b in train_look}.isdisjoint(b["action"] for b in eval_look)
+    assert all(len(train) == 6 and len(held) == 2 for train, held in world.LOOKALIKES.values())
 
 
 def test_instructions_and_preferences():
@@ -191,6 +195,8 @@ def test_family_builds_hub_style_folders_and_resumes(tmp_path):
     stamp = (fam.base / "model.safetensors").stat().st_mtime_ns
     again = build_family(spec, tmp_path)
     assert again == fam and (fam.base / "model.safetensors").stat().st_mtime_ns == stamp  # cached, not rebuilt
+    one = build_family(spec, tmp_path, stages=("expert/medical",))  # one member, as a worker process builds it
+    assert one.experts == fam.experts and one.instruct is None
 
 
 def test_subset_is_seeded_ordered_and_complete_when_asked_for_all():

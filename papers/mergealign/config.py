@@ -135,6 +135,10 @@ class Config:
     # The merges of the ladder's other rungs (null: the same as `merge`); fewer keep the mini within budget.
     ladder_merge: MergeConfig | None = None
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    # Worker processes that build the family members of every rung and run each rung's stages side by side
+    # (CPU: one per core, each with family.num_threads torch threads). 1 = everything in this process, in
+    # turn. The numbers do not depend on it (each task seeds itself; tests compare both).
+    parallel_runs: int = 1
 
     def validate(self) -> None:
         """Combinations only: each number's own range is checked by shared.config (RANGES)."""

@@ -226,9 +226,20 @@ def readings_table(specs: list[dict], per_seed: list[dict], cfg: Config) -> Tabl
     )
 
 
+def sorted_labels(ladder: dict) -> list[str]:
+    """The ladder's rung labels, smallest model first."""
+
+    def width(lab: str) -> tuple[int, int]:
+        m = ladder[lab][0].family.model
+        return (m.hidden_size * m.hidden_size * m.num_layers, m.num_layers)
+
+    return sorted(ladder, key=width)
+
+
 def ladder_table(specs: list[dict], ladder: dict) -> Table:
-    """Each target's value per model size, and the family's anchors, so a miss shows its direction."""
-    labels = list(ladder)
+    """Each target's value per model size (smallest first), and the family's anchors, so a miss shows its
+    direction."""
+    labels = sorted_labels(ladder)
     rows = []
     for t in specs:
         row = [t["name"], f"≥ {t['threshold']}"]
@@ -477,7 +488,7 @@ def plots(run: Run, per_seed: list[dict], cfg: Config) -> list[str]:
     line_plot(
         run.dir / FIGURES[0],
         series,
-        "MergeAlign trade-off over a (SLERP over t)",
+        f"MergeAlign trade-off over a (SLERP over t), {size_label(cfg)}",
         "a (t): weight of the expert",
         "score",
     )
@@ -509,7 +520,11 @@ def plots(run: Run, per_seed: list[dict], cfg: Config) -> list[str]:
             )
             if x is not None:
                 ax.scatter([x], [y], marker=m, s=60, label=LABELS[kind], zorder=3)
-        ax.set(title=f"{d}: domain accuracy vs safety", xlabel="domain accuracy", ylabel="safety (share refused)")
+        ax.set(
+            title=f"{d}, {size_label(cfg)}: domain accuracy vs safety",
+            xlabel="domain accuracy",
+            ylabel="safety (share refused)",
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -526,29 +541,68 @@ def plots(run: Run, per_seed: list[dict], cfg: Config) -> list[str]:
         for parent, cka in an.get("cka_mergealign", {}).items():
             series[f"{d} CKA(MergeAlign, {parent})"] = (xs, cka[1 : len(xs) + 1], None)
     if series:
-        line_plot(run.dir / FIGURES[2], series, "Per-layer similarity (our analysis)", "decoder layer", "value")
+        line_plot(
+            run.dir / FIGURES[2],
+            series,
+            f"Per-layer similarity (our analysis), {size_label(cfg)}",
+            "decoder layer",
+            "value",
+        )
         return list(FIGURES)
     return list(FIGURES[:2])
 
 
+def size_label(cfg: Config) -> str:
+    m = cfg.family.model
+    return f"{m.num_layers}x{m.hidden_size}"
+
+
+def _sized(table: Table, text: str) -> Table:
+    table.title += f" [{text}]"
+    return table
+
+
 def write_report(
-    run: Run, cfg: Config, per_seed: list[dict], meta: dict, command: str, ladder: dict | None = None
+    run: Run,
+    cfg: Config,
+    per_seed: list[dict],
+    meta: dict,
+    command: str,
+    ladder: dict | None = None,
+    task_seconds: dict | None = None,
 ) -> Results:
+    """results.json: targets and every table at the family's own size (`cfg`, the size the verdicts read);
+    with a ladder, each target per size and the other rungs' main and cost tables."""
     targets = evaluate_targets(meta["targets"], per_seed, cfg)
+    size = size_label(cfg)
+    here = f"{size}, the size the verdicts read" if ladder and len(ladder) > 1 else size
     tables = {
-        "main": main_table(per_seed, cfg),
-        "readings": readings_table(meta["targets"], per_seed, cfg),
-        "ta_sum": ta_table(per_seed, cfg),
-        "sweep": sweep_table(per_seed, cfg),
-        "contribution": contribution_table(per_seed, cfg),
-        "cost": cost_table(per_seed, cfg),
-        "throughput": throughput_table(per_seed),
-        "paper": reference_table(meta),
+        "main": _sized(main_table(per_seed, cfg), here),
+        "readings": _sized(readings_table(meta["targets"], per_seed, cfg), here),
+        "ta_sum": _sized(ta_table(per_seed, cfg), here),
+        "sweep": _sized(sweep_table(per_seed, cfg), here),
+        "contribution": _sized(contribution_table(per_seed, cfg), here),
+        "cost": _sized(cost_table(per_seed, cfg), here),
     }
+    for lab, (c, ps) in (ladder or {}).items():
+        if lab != size:
+            tables[f"main_{lab}"] = _sized(main_table(ps, c), f"{lab}, the ladder's lower rung")
+            tables[f"cost_{lab}"] = _sized(cost_table(ps, c), f"{lab}, the ladder's lower rung")
+    tables["throughput"] = throughput_table(
+        per_seed + [r for lab, (c, ps) in (ladder or {}).items() if lab != size for r in ps]
+    )
+    if task_seconds:
+        tables["tasks"] = Table(
+            "Seconds of each task in the worker processes (`parallel_runs`; they overlap, so the run's wall time is "
+            "the header's total, not their sum): family members, then each rung's stages",
+            ["task", "seconds"],
+            [[k, f"{v:.1f}"] for k, v in task_seconds.items()],
+        )
+    tables["paper"] = reference_table(meta)
     if ladder and len(ladder) > 1:
         tables["ladder"] = ladder_table(meta["targets"], ladder)
     if per_seed and per_seed[0]["analysis"]:
-        tables["similarity"] = similarity_table(per_seed, cfg)
+        tables["similarity"] = _sized(similarity_table(per_seed, cfg), here)
     figures = plots(run, per_seed, cfg) if any(r["scores"] for r in per_seed) else []
     fam = cfg.family
     notes = [
@@ -562,6 +616,11 @@ def write_report(
         "verdicts use the interpolation reading (base + a·τ_dom + (1−a)·τ_align, a = 0.5), except safer_than_slerp "
         "(the sum base + τ_dom + τ_align); the 'readings' table gives every target under both readings",
     ]
+    if ladder and len(ladder) > 1:
+        notes.append(
+            f"verdicts, figures and the tables marked [{here}] are the {size} family's; the ladder table gives each "
+            f"target at every size ({', '.join(sorted_labels(ladder))})"
+        )
     results = run.new_results(command, targets, tables=tables, figures=figures, notes=notes)
     run.write_results(results)
     return results

@@ -12,10 +12,14 @@ Stages (per seed), each cached so an interrupted run resumes:
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import multiprocessing
 import shutil
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import yaml
@@ -26,8 +30,10 @@ from papers.mergealign.evaluation import EvalSets, evaluate_model, local_eval_se
 from papers.mergealign.report import write_report
 from shared.cli import begin, run_command
 from shared.config import to_dict
+from shared.environment import child_malloc_env, keep_freed_memory
+from shared.io import atomic_write_json
 from shared.lm_family.merging import weights_key as model_key
-from shared.progress import get_logger, progress
+from shared.progress import get_logger, progress, setup_logging
 from shared.run import Run, content_hash
 from shared.seeding import seed_everything
 
@@ -272,10 +278,11 @@ def preference_prompts(cfg: Config, seed: int) -> dict | None:
     spec = dataclasses.replace(cfg.family, seed=seed)
     train = [p.prompt for p in harmful_split(spec) if p.split == "train"]
     n = cfg.preference.n_check
+    look = [b["prompt"] for b in world.lookalike_prompts("train")]
     return {
         "pairs": world.real_preference_pairs(cfg.preference.n_pairs, seed, train),
         "check_harmful": train[:n],
-        "check_benign": [b["prompt"] for b in world.lookalike_prompts("train")][:: max(1, 450 // max(1, n))][:n],
+        "check_benign": look[:: max(1, len(look) // max(1, n))][:n],  # spread over every verb and phrase
     }
 
 
@@ -325,6 +332,139 @@ def run_analysis(run: Run, cfg: Config, members: Members, models: dict, seed: in
     return out
 
 
+def rung_configs(cfg: Config) -> list[tuple[str, Config, str]]:
+    """(label, config, tag) of every size-ladder rung: first the family's own size (the one the verdicts
+    read), then each `ladder` shape with `ladder_merge`'s merges."""
+    out = [(ladder_label(cfg.family.model), cfg, "")]
+    for shape in cfg.ladder:
+        family = dataclasses.replace(cfg.family, model=shape)
+        rung = dataclasses.replace(cfg, family=family, ladder=[], merge=cfg.ladder_merge or cfg.merge)
+        out.append((ladder_label(shape), rung, f"-{ladder_label(shape)}"))
+    return out
+
+
+# ------------------------------------------------------------------ the rungs side by side (parallel_runs > 1)
+# Every task below runs in a spawned worker process with its own torch thread(s) and seeds itself (the family's
+# stages and run_seed seed from the spec and the seed alone), so a number does not depend on which process or
+# in which order it was computed; the family cache (folders named by content hash) and the run's cache are
+# shared, and no two tasks build the same folder at once (the scheduler orders them).
+
+
+@dataclasses.dataclass
+class Task:
+    name: str
+    fn: Callable
+    args: tuple
+    priority: tuple  # among ready tasks the smallest goes first
+    after: tuple[str, ...] = ()  # tasks that must finish before this one starts
+
+
+def schedule(tasks: list[Task], workers: int) -> Iterator[tuple[str, object]]:
+    """Run `tasks` in `workers` spawned processes, each once the tasks it waits for are done (ready tasks by
+    priority, chosen when a worker frees up); yield (name, result) as each finishes."""
+    pending, running, done = list(tasks), {}, set()
+    context = multiprocessing.get_context("spawn")
+    with child_malloc_env(), ProcessPoolExecutor(workers, mp_context=context) as pool:
+        while pending or running:
+            ready = sorted((t for t in pending if set(t.after) <= done), key=lambda t: t.priority)
+            for t in ready[: workers - len(running)]:
+                pending.remove(t)
+                running[pool.submit(t.fn, *t.args)] = t.name
+                log.info("started %s", t.name)
+            if not running:
+                raise RuntimeError(f"tasks wait for tasks that never run: {[t.name for t in pending]}")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                done.add(name)
+                yield name, future.result()
+
+
+def _worker_setup(num_threads: int) -> None:
+    from shared.lm_family.train import cpu_settings
+
+    setup_logging()  # a spawned worker starts with logging unconfigured
+    cpu_settings(num_threads)
+
+
+def build_member(spec, root: str, member: str) -> float:
+    """Worker: build one member of a family ("base", "instruct" or "expert/<domain>"); returns its seconds."""
+    from shared.lm_family import build_family
+
+    _worker_setup(spec.num_threads)
+    start = time.perf_counter()
+    build_family(spec, root, stages=() if member == "base" else (member,))
+    return time.perf_counter() - start
+
+
+class WorkerRun(Run):
+    """The run folder seen from a worker: the same caches, but stage timings stay in memory (the parent
+    collects and writes them, so two workers never overwrite each other's wall_time_s.json)."""
+
+    def __init__(self, run_dir: str) -> None:  # not super().__init__: it would rewrite the folder's files
+        self.dir = Path(run_dir)
+        self.cache_dir = self.dir / "cache"
+        self.writer, self.wall_time_s, self.degraded, self._replayed_s = True, {}, [], 0.0
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        log.info("stage %s: start", name)
+        self._replayed_s = 0.0
+        start = time.perf_counter()
+        yield
+        self.wall_time_s[name] = round(time.perf_counter() - start + self._replayed_s, 3)
+        log.info("stage %s: done in %.1f s", name, self.wall_time_s[name])
+
+
+def run_rung(run_dir: str, cfg: Config, stages: set[str], seed: int, out: str, tag: str) -> tuple[dict, dict]:
+    """Worker: every stage of one rung and seed (its family already built); returns (results, stage seconds)."""
+    _worker_setup(cfg.family.num_threads)
+    wrun = WorkerRun(run_dir)
+    return run_seed(wrun, cfg, stages, seed, Path(out), tag), wrun.wall_time_s
+
+
+def run_rungs_parallel(run: Run, rungs: list, stages: set[str], seeds: list[int], out: Path, workers: int) -> dict:
+    """Every rung and seed in `workers` processes: the members of each family as separate tasks (the base
+    first, then its instruct model and experts, which are independent), then each rung's merges, DPO/ORPO,
+    evaluations and analysis. Bigger rungs go first among ready tasks. Returns ({(label, seed): results},
+    {task or stage: seconds}); the run's wall_time_s gets the whole phase as one stage, since the tasks overlap."""
+    from shared.lm_family.family import build_tokenizer, prose_sample
+
+    this = importlib.import_module("papers.mergealign.reproduce")  # workers find the functions by this name
+    order = sorted(range(len(rungs)), key=lambda i: -rungs[i][1].family.model.hidden_size)
+    tasks = []
+    for rank, i in enumerate(order):
+        label, rcfg, tag = rungs[i]
+        for seed in seeds:
+            spec = dataclasses.replace(rcfg.family, seed=seed)
+            members = []
+            if "family" in stages:
+                build_tokenizer(spec, out / "lm_family", prose_sample(spec))  # shared by every rung: built here once
+                base = f"family/base/seed{seed}{tag}"
+                tasks.append(Task(base, this.build_member, (spec, str(out / "lm_family"), "base"), (rank, 0)))
+                members = [base]
+                for m in ["instruct", *(f"expert/{d}" for d in spec.domains)]:
+                    name = f"family/{m}/seed{seed}{tag}"
+                    args = (spec, str(out / "lm_family"), m)
+                    tasks.append(Task(name, this.build_member, args, (rank, 1), (base,)))
+                    members.append(name)
+            args = (str(run.dir), rcfg, stages, seed, str(out), tag)
+            tasks.append(Task(f"rung/{label}/seed{seed}", this.run_rung, args, (rank, 2), tuple(members)))
+    found, seconds = {}, {}
+    log.info("%d tasks (family members, then each rung's stages) in %d processes", len(tasks), workers)
+    with run.stage(f"family and rungs in {workers} processes"):
+        for name, value in schedule(tasks, workers):
+            if name.startswith("family/"):
+                seconds[name] = round(value, 3)
+                log.info("%s: %.1f s", name, value)
+                continue
+            _, label, seed = name.split("/")
+            found[(label, int(seed[4:]))], times = value
+            seconds.update(times)
+    atomic_write_json(run.dir / "task_seconds.json", seconds)
+    return found, seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     started = begin(PAPER_DIR, STAGES, Config, argv)
     if isinstance(started, int):
@@ -338,18 +478,20 @@ def main(argv: list[str] | None = None) -> int:
     from shared.lm_family.train import cpu_settings
 
     cpu_settings(cfg.family.num_threads)
+    keep_freed_memory()  # training allocates and frees the same buffers every step (shared/environment.py)
     run = Run("mergealign", args.scale, to_dict(cfg), cfg.seeds, root=args.out, fresh=args.fresh)
     start = time.perf_counter()
-    per_seed = [run_seed(run, cfg, stages, seed, Path(args.out)) for seed in cfg.seeds]
-    ladder = {ladder_label(cfg.family.model): (cfg, per_seed)}
-    for shape in cfg.ladder:
-        rung = dataclasses.replace(
-            cfg, family=dataclasses.replace(cfg.family, model=shape), ladder=[], merge=cfg.ladder_merge or cfg.merge
-        )
-        tag = f"-{ladder_label(shape)}"
-        ladder[ladder_label(shape)] = (rung, [run_seed(run, rung, stages, s, Path(args.out), tag) for s in cfg.seeds])
+    rungs = rung_configs(cfg)
+    out = Path(args.out)
+    if cfg.parallel_runs > 1 and cfg.source == "local" and not cfg.adapter.start:
+        found, task_seconds = run_rungs_parallel(run, rungs, stages, cfg.seeds, out, cfg.parallel_runs)
+    else:
+        found = {(lab, s): run_seed(run, c, stages, s, out, tag) for lab, c, tag in rungs for s in cfg.seeds}
+        task_seconds = None
+    ladder = {lab: (c, [found[(lab, s)] for s in cfg.seeds]) for lab, c, _ in rungs}
+    per_seed = ladder[rungs[0][0]][1]
     with run.stage("report"):
-        results = write_report(run, cfg, per_seed, load_paper_meta(), args.command, ladder)
+        results = write_report(run, cfg, per_seed, load_paper_meta(), args.command, ladder, task_seconds)
     from papers.status import finish_run
 
     log.info("run key %s", content_hash(to_dict(cfg)))

@@ -23,7 +23,7 @@ from shared.progress import get_logger
 from shared.run import content_hash
 
 log = get_logger(__name__)
-VERSION = 2  # bump when a stage's code changes what it produces
+VERSION = 3  # bump when a stage's code changes what it produces (3: six look-alike training phrases per verb)
 
 
 @dataclass
@@ -115,7 +115,9 @@ def build_tokenizer(spec: FamilySpec, root: Path, prose: list[str]) -> tuple[Pat
 
 
 def build_family(spec: FamilySpec, root: str | Path, stages: tuple[str, ...] = ("instruct", "experts")) -> Family:
-    """Build (or find cached) every member of the family; `stages` picks what beyond the base is built."""
+    """Build (or find cached) every member of the family; `stages` picks what beyond the base is built:
+    "instruct", "experts" (every domain) or "expert/<domain>" (that one, so separate processes can build
+    the members of one family side by side once its base exists)."""
     from shared.lm_family.train import load_model, new_model, pretrain, save_model, sft
     from shared.text.tokenizer import encode_documents, load_tokenizer
 
@@ -154,8 +156,8 @@ def build_family(spec: FamilySpec, root: str | Path, stages: tuple[str, ...] = (
         key = {"parent": family.keys["base"], "train": to_dict(spec.instruct), "world": to_dict(spec.world)}
         family.instruct, family.keys["instruct"] = cached_folder(root, "instruct", key, build_instruct)
 
-    if "experts" in stages:
-        for domain in spec.domains:
+    for domain in spec.domains:
+        if "experts" in stages or f"expert/{domain}" in stages:
 
             def build_expert(folder: Path, domain: str = domain) -> None:
                 docs = world.domain_corpus(world.knowledge_base(domain, spec.world.n_entities, spec.seed))

@@ -27,8 +27,10 @@ def test_configs_parse_with_their_sizes():
     assert full.hub.experts["medical"] == "instruction-pretrain/medicine-Llama3-8B"
     assert cfg("medium").family.device == "cuda" and cfg("medium").adapter.start == "smollm2"
     assert cfg("medium_scratch").family.model.hidden_size == 512 and len(cfg("medium_scratch").ladder) == 2
-    assert mini.family.world.safety_prompts == "real" and mini.ladder[0].hidden_size == 192
-    assert mini.ladder_merge.baselines == ["slerp", "dpo"] and [1.0, 1.0] in mini.merge.ta_grid
+    assert mini.family.world.safety_prompts == "real" and mini.ladder[0].hidden_size == 128
+    assert mini.family.model.hidden_size == 192 and mini.parallel_runs == 2  # verdicts read the larger size
+    assert mini.ladder_merge is None and "orpo" in mini.merge.baselines  # both sizes run every merge and baseline
+    assert [1.0, 1.0] in mini.merge.ta_grid
 
 
 @pytest.mark.parametrize(
@@ -126,6 +128,17 @@ def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
     assert main(["--scale", "smoke", "--out", str(tmp_path), "--stages", "report"]) == 0
     again = _results(tmp_path)
     assert again["tables"]["main"] == first["tables"]["main"] and again["tables"]["sweep"] == first["tables"]["sweep"]
+    assert "[2x48, the size the verdicts read]" in first["tables"]["main"]["title"] and "main_2x32" in first["tables"]
+    # the rungs and family members in two worker processes: the same numbers (only timings differ)
+    assert main(["--scale", "smoke", "--out", str(tmp_path / "par"), "--set", "parallel_runs=2"]) == 0
+    par = _results(tmp_path / "par")
+    timed = {"cost", "cost_2x32", "throughput", "tasks"}
+    assert {k: v for k, v in par["tables"].items() if k not in timed} == {
+        k: v for k, v in first["tables"].items() if k not in timed
+    }
+    assert [(t["name"], t["mean"]) for t in par["targets"]] == [(t["name"], t["mean"]) for t in first["targets"]]
+    assert "family/instruct/seed0-2x32" in dict(par["tables"]["tasks"]["rows"])
+    assert list(par["wall_time_s"]) == ["family and rungs in 2 processes"]  # one stage: the tasks overlap
     # determinism: the same spec rebuilt elsewhere gives byte-identical base weights
     from shared.lm_family import build_family
 
