@@ -32,6 +32,18 @@ STAGES = ("tables", "traces", "sample", "report")
 log = get_logger("request_analysis")
 
 
+def _dataset_key(path: Path, cfg: Config, **settings: object) -> dict:
+    """Cache key of a trace analysis: the dataset's folder and manifest content, the pipeline config and the
+    stage's own settings (a re-collected dataset or any changed setting reruns the stage)."""
+    manifest = path / "manifest.json"
+    return {
+        "path": str(path),
+        "content": content_hash(manifest.read_text()) if manifest.is_file() else None,
+        "cfg": to_dict(cfg.pipeline),
+        **settings,
+    }
+
+
 def run_tables(cfg: Config, folder: Path) -> dict:
     t0 = time.perf_counter()
     req = load_tables(folder)
@@ -126,27 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         if "traces" in stages:
             path = Path(cfg.data.traces) if cfg.data.traces else SAMPLE
             with run.stage("traces"):
-                manifest = path / "manifest.json"
-                key = {
-                    "path": str(path),
-                    "content": content_hash(manifest.read_text()) if manifest.is_file() else None,
-                    "cfg": to_dict(cfg.pipeline),
-                    "eps": cfg.traces_eps,
-                    "min": cfg.traces_min_samples,
-                }
+                key = _dataset_key(path, cfg, eps=cfg.traces_eps, min=cfg.traces_min_samples)
                 analyses["traces"] = run.cached_json("traces", key, lambda: run_traces(cfg, path))
         if "sample" in stages and cfg.analyse_sample:
             path = Path(cfg.data.sample) if cfg.data.sample else SAMPLE_DIR
             with run.stage("sample"):
-                manifest = path / "manifest.json"
-                key = {
-                    "path": str(path),
-                    "content": content_hash(manifest.read_text()) if manifest.is_file() else None,
-                    "cfg": to_dict(cfg.pipeline),
-                    "eps_share": cfg.sample_eps_share,
-                    "min": cfg.sample_min_samples,
-                    "injected": cfg.sample_injected,
-                }
+                key = _dataset_key(
+                    path, cfg, eps_share=cfg.sample_eps_share, min=cfg.sample_min_samples, injected=cfg.sample_injected
+                )
                 analyses["sample"] = run.cached_json("sample", key, lambda: run_sample(cfg, path))
     except (DataError, TraceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
