@@ -202,9 +202,15 @@ def load_config(cls: type[T], path: str | Path, overrides: Sequence[str] = ()) -
 
 
 def to_dict(obj: Any) -> Any:
-    """A dataclass (nested) as plain dicts and lists, ready for YAML or JSON."""
+    """A dataclass (nested) as plain dicts and lists, ready for YAML or JSON. A field declared with
+    `metadata={"omit_default": True}` is left out while it holds its default: a switch added to a shared spec
+    after others hashed it (their configs' content hashes, and so their caches, stay the same while it is off)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: to_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)
+        }
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

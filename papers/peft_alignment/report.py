@@ -584,7 +584,8 @@ def write_report(run: Run, cfg: Config, outcome: dict, meta: dict, command: str,
     notes = [
         f"source {cfg.source}; family: vocab {fam.vocab_size}, Llama {fam.model.num_layers} layers x "
         f"{fam.model.hidden_size} hidden, base {fam.base.steps} steps on prose with {fam.world.toxic_comments} "
-        f"toxic comments, instruct SFT {fam.instruct.steps} steps ({fam.world.n_refusals} refusals)",
+        f"toxic comments ({fam.world.toxic_web_fraction:.0%} of them web sentences: RealToxicityPrompts training "
+        f"prefixes + insults), instruct SFT {fam.instruct.steps} steps ({fam.world.n_refusals} refusals)",
         f"SFT: {s.steps} steps, batch {s.batch_size}, lr {s.lr} {s.scheduler}, r {s.lora_r}, alpha {s.lora_alpha}, "
         f"{'+'.join(s.target_modules)}; DPO: {d.steps} steps, batch {d.batch_size}, lr {d.lr} {d.scheduler}, "
         f"r {d.lora_r}, alpha {d.lora_alpha}, beta {d.beta}, {len(d.target_modules)} projections; "

@@ -70,9 +70,11 @@ def eval_sets(cfg: Config) -> EvalSets:
         from papers.peft_alignment.hub import hub_eval_sets
 
         return hub_eval_sets(cfg)
-    from shared.lm_family.family import prose_sample
+    from shared.lm_family.family import prose_sample, web_toxic_sample
 
-    return local_eval_sets(cfg.eval, prose_sample(cfg.family), cfg.family.seed, cfg.data.train_areas)
+    web = set(web_toxic_sample(cfg.family))  # knowledge is cloze on prose, not on the toxic web sentences
+    prose = [p for p in prose_sample(cfg.family) if p not in web]
+    return local_eval_sets(cfg.eval, prose, cfg.family.seed, cfg.data.train_areas)
 
 
 Task = tuple[str, Callable, tuple]  # (label, worker function, its arguments)

