@@ -399,8 +399,8 @@ def originals_table(outcome: dict) -> Table:
                 [key.removeprefix("original-"), *[_fmt(sc.get(c)) for c in (*AXES, "toxic_sample_rate", *SAFETY)]]
             )
     return Table(
-        "The untuned models (each axis off its floor and ceiling is the point; chance is 0.25 for knowledge, "
-        "reasoning and helpfulness)",
+        "The untuned models (each axis off its floor and ceiling is the point; chance is 0.25 for knowledge and "
+        "reasoning, 1/3 for helpfulness)",
         ["model", *AXES, "toxic sample rate", "refusal (marker)", "refusal (embedding)", "refusal (likelihood)",
          "over-refusal (marker)", "over-refusal (embedding)", "over-refusal (likelihood)",
          "agreement marker-embedding", "kappa", "agreement marker-likelihood"],

@@ -131,7 +131,7 @@ def test_helpful_questions_offer_the_right_reply_once():
         user = q.context.split("\x00")[0]
         action = next(a for a in ev.HELD_OUT_ACTIONS[:3] if a in user)
         assert q.options[q.gold] == ev.HELPFUL_WORDING.format(a=action)
-        assert len(set(q.options)) == 4 and sum(action in o for o in q.options) == 1
+        assert len(set(q.options)) == 3 and sum(action in o for o in q.options) == 1
         assert any(world.REFUSAL in o for o in q.options)
     # the gold wording is not the template the base saw in pretraining (world.helpful_answer)
     assert not ev.HELPFUL_WORDING.format(a="x").strip().startswith(world.helpful_answer("x")[:10])
