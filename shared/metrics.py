@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +90,16 @@ def bootstrap_ci(
     if "statistic" not in found:
         raise ValueError("bootstrap_ci: the statistic is not finite on most resamples")
     return found["statistic"]
+
+
+def finite_means(measures: Mapping[str, Callable[[Any], float | None]], runs: Sequence[Any]) -> dict[str, float | None]:
+    """Each measure's mean over the runs (seeds) where it is finite; None where it is nowhere (the statistic
+    an interval over seeds is drawn for)."""
+    out: dict[str, float | None] = {}
+    for name, fn in measures.items():
+        values = [v for v in (fn(r) for r in runs) if v is not None and np.isfinite(v)]
+        out[name] = float(np.mean(values)) if values else None
+    return out
 
 
 ItemDraw = dict[tuple[str, int], np.ndarray]  # (item set, its size) -> the indices drawn with replacement

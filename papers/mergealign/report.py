@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from papers.mergealign.config import Config
-from shared.metrics import ItemDraw, item_bootstrap_intervals
+from shared.metrics import ItemDraw, finite_means, item_bootstrap_intervals
 from shared.report import line_plot, mean_std_cell
 from shared.results import Results, Table, Target, judge_by_measures
 from shared.run import Run
@@ -185,15 +185,10 @@ def target_intervals(
         for r in per_seed
     ]
 
-    def seed_mean(runs: list[dict]) -> dict[str, float | None]:
-        out = {}
-        for name, fn in fns.items():
-            values = [v for v in (fn(r) for r in runs) if v is not None and math.isfinite(v)]
-            out[name] = float(np.mean(values)) if values else None
-        return out
-
-    points = {n: v for n, v in seed_mean(per_seed).items() if v is not None}
-    return item_bootstrap_intervals(sets, lambda draw: seed_mean([resampled(r, draw) for r in arrays]), points, n_boot)
+    points = {n: v for n, v in finite_means(fns, per_seed).items() if v is not None}
+    return item_bootstrap_intervals(
+        sets, lambda draw: finite_means(fns, [resampled(r, draw) for r in arrays]), points, n_boot
+    )
 
 
 def evaluate_targets(

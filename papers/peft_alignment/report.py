@@ -10,7 +10,7 @@ import numpy as np
 from papers.peft_alignment.config import Config
 from papers.peft_alignment.evaluation import AXES
 from papers.peft_alignment.grid import MERGES
-from shared.metrics import ItemDraw, item_bootstrap_intervals
+from shared.metrics import ItemDraw, finite_means, item_bootstrap_intervals
 from shared.report import mean_std_cell
 from shared.results import Results, Table, Target, judged_target
 from shared.run import Run
@@ -243,12 +243,7 @@ def target_intervals(
     fns = {name: fn for name, fn in measures(cfg).items() if name in names}
 
     def seed_mean(draw: Resample | None) -> dict[str, float | None]:
-        per_seed = [Scores(outcome, cfg, s, draw) for s in cfg.seeds]
-        out = {}
-        for name, fn in fns.items():
-            values = [v for v in (fn(sc) for sc in per_seed) if v is not None and np.isfinite(v)]
-            out[name] = float(np.mean(values)) if values else None
-        return out
+        return finite_means(fns, [Scores(outcome, cfg, s, draw) for s in cfg.seeds])
 
     points = {name: v for name, v in seed_mean(None).items() if v is not None}
     return item_bootstrap_intervals(counts, seed_mean, points, n_boot, level, seed)
