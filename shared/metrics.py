@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,18 +78,68 @@ def bootstrap_ci(
     n = len(arrays[0])
     if n < 2 or any(len(a) != n for a in arrays):
         raise ValueError(f"bootstrap_ci: samples need equal lengths >= 2, got {[len(a) for a in arrays]}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"bootstrap_ci: level={level}; valid: 0 < level < 1")
-    if n_boot < 100:
-        raise ValueError(f"bootstrap_ci: n_boot={n_boot}; valid: >= 100")
-    rng = np.random.default_rng(seed)
-    stats_ = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, size=n)
-        stats_[b] = statistic(*(a[idx] for a in arrays))
-    stats_ = stats_[np.isfinite(stats_)]
-    if stats_.size < n_boot // 2:
+    key = ("items", n)
+    found = item_bootstrap_intervals(
+        [key],
+        lambda draw: {"statistic": statistic(*(a[draw[key]] for a in arrays))},
+        {"statistic": float(statistic(*arrays))},
+        n_boot,
+        level,
+        seed,
+    )
+    if "statistic" not in found:
         raise ValueError("bootstrap_ci: the statistic is not finite on most resamples")
-    lo, hi = np.quantile(stats_, [0.5 - level / 2.0, 0.5 + level / 2.0])
-    point = float(statistic(*arrays))
-    return float(min(lo, point)), float(max(hi, point))
+    return found["statistic"]
+
+
+def finite_means(measures: Mapping[str, Callable[[Any], float | None]], runs: Sequence[Any]) -> dict[str, float | None]:
+    """Each measure's mean over the runs (seeds) where it is finite; None where it is nowhere (the statistic
+    an interval over seeds is drawn for)."""
+    out: dict[str, float | None] = {}
+    for name, fn in measures.items():
+        values = [v for v in (fn(r) for r in runs) if v is not None and np.isfinite(v)]
+        out[name] = float(np.mean(values)) if values else None
+    return out
+
+
+ItemDraw = dict[tuple[str, int], np.ndarray]  # (item set, its size) -> the indices drawn with replacement
+
+
+def item_bootstrap_intervals(
+    item_sets: Sequence[tuple[str, int]],
+    statistics: Callable[[ItemDraw], Mapping[str, float | None]],
+    points: Mapping[str, float],
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of several statistics computed from several evaluation sets at once.
+
+    Every replicate draws, for each (set, size) in `item_sets` (in that order), `size` indices with
+    replacement and calls `statistics(draw)`, which recomputes each named statistic on those items: models
+    scored on the same set read the same drawn items, so every difference between them stays paired, and a
+    statistic that combines sets (a ratio of a domain accuracy to a safety, a curve read at another model's
+    accuracy) is recomputed whole. Each interval is widened, if needed, to hold its point value in `points`.
+    A statistic that is None or not finite on most replicates, or has no point value, gets no interval."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"item_bootstrap_intervals: level={level}; valid: 0 < level < 1")
+    if n_boot < 100:
+        raise ValueError(f"item_bootstrap_intervals: n_boot={n_boot}; valid: >= 100")
+    bad = [(name, n) for name, n in item_sets if n < 1]
+    if bad:
+        raise ValueError(f"item_bootstrap_intervals: empty item sets {bad}; valid: sizes >= 1")
+    rng = np.random.default_rng(seed)
+    columns: dict[str, list[float]] = {name: [] for name in points}
+    for _ in range(n_boot):
+        draw = {key: rng.integers(0, key[1], size=key[1]) for key in item_sets}
+        for name, value in statistics(draw).items():
+            if name in columns and value is not None and np.isfinite(value):
+                columns[name].append(float(value))
+    out = {}
+    for name, values in columns.items():
+        if len(values) < n_boot // 2:
+            continue
+        lo, hi = np.quantile(values, [0.5 - level / 2.0, 0.5 + level / 2.0])
+        point = float(points[name])
+        out[name] = (float(min(lo, point)), float(max(hi, point)))
+    return out

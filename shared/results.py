@@ -135,15 +135,19 @@ def check_interval(t: Target) -> None:
 
 
 def judge_by_measures(
-    specs: Sequence[dict[str, Any]], measures: Mapping[str, Callable[[R], float | None]], runs: Sequence[R]
+    specs: Sequence[dict[str, Any]],
+    measures: Mapping[str, Callable[[R], float | None]],
+    runs: Sequence[R],
+    intervals: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[Target]:
-    """One judged Target per spec: its measure applied to each run (a seed), Nones dropped. A spec without
-    a measure is an error naming the known ones."""
+    """One judged Target per spec: its measure applied to each run (a seed), Nones dropped, with its interval
+    from `intervals` where there is one. A spec without a measure is an error naming the known ones."""
     out = []
     for spec in specs:
         if spec["name"] not in measures:
             raise KeyError(f"paper.yaml target {spec['name']!r} has no measure; known: {', '.join(measures)}")
-        out.append(judged_target(spec, [v for v in (measures[spec["name"]](r) for r in runs) if v is not None]))
+        values = [v for v in (measures[spec["name"]](r) for r in runs) if v is not None]
+        out.append(judged_target(spec, values, (intervals or {}).get(spec["name"])))
     return out
 
 

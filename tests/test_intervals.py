@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shared.metrics import bootstrap_ci, t_interval
+from shared.metrics import bootstrap_ci, item_bootstrap_intervals, t_interval
 from shared.report import targets_table
 from shared.results import Results, ResultsError, Target, judged_target, validate, verdict_for
 
@@ -51,6 +51,40 @@ def test_bootstrap_is_deterministic_and_checks_input():
         bootstrap_ci(lambda a, b: 0.0, x, x[:5])
     with pytest.raises(ValueError, match="n_boot"):
         bootstrap_ci(np.mean, x, n_boot=10)
+
+
+def test_item_sets_resample_independently_and_pair_within_a_set():
+    """Two evaluation sets: a statistic across sets has the interval of two independent means (normal theory:
+    sqrt(var1/n1 + var2/n2)); two models read from one set stay paired (identical models: zero width)."""
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, 2, 600).astype(float), rng.normal(0.0, 1.0, 900)
+    sets = [("acc", x.size), ("safety", y.size)]
+
+    def stats(draw):
+        xs, ys = x[draw[("acc", x.size)]], y[draw[("safety", y.size)]]
+        return {"across": xs.mean() - ys.mean(), "same": xs.mean() - xs.mean(), "never": None}
+
+    points = {"across": x.mean() - y.mean(), "same": 0.0, "never": 1.0}
+    ci = item_bootstrap_intervals(sets, stats, points, n_boot=1000, seed=2)
+    half = 1.96 * np.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)
+    assert ci["across"][0] == pytest.approx(points["across"] - half, abs=0.25 * half)
+    assert ci["across"][1] == pytest.approx(points["across"] + half, abs=0.25 * half)
+    assert ci["same"] == (0.0, 0.0)
+    assert "never" not in ci  # None on every replicate: no interval rather than a made-up one
+    assert ci == item_bootstrap_intervals(sets, stats, points, n_boot=1000, seed=2)
+    assert ci != item_bootstrap_intervals(sets, stats, points, n_boot=1000, seed=3)
+
+
+def test_item_bootstrap_widens_to_hold_the_point_and_checks_input():
+    sets = [("s", 20)]
+    ci = item_bootstrap_intervals(sets, lambda d: {"v": 1.0}, {"v": 5.0}, n_boot=100)
+    assert ci["v"] == (1.0, 5.0)
+    with pytest.raises(ValueError, match="n_boot"):
+        item_bootstrap_intervals(sets, lambda d: {}, {}, n_boot=10)
+    with pytest.raises(ValueError, match="level"):
+        item_bootstrap_intervals(sets, lambda d: {}, {}, level=0.0)
+    with pytest.raises(ValueError, match="empty item sets"):
+        item_bootstrap_intervals([("s", 0)], lambda d: {}, {})
 
 
 def target(**kw) -> Target:

@@ -98,6 +98,9 @@ def test_judge_by_measures_drops_missing_seeds_and_names_unknown_targets():
     assert judge_by_measures(specs, {"gap": lambda run: None}, [{}])[0].verdict == "not run"
     with pytest.raises(KeyError, match="'gap' has no measure; known: other"):
         judge_by_measures(specs, {"other": lambda run: 1.0}, [{}])
+    # an interval that holds the threshold makes the same mean "not resolvable"
+    wide = judge_by_measures(specs, {"gap": lambda run: run["gap"]}, [{"gap": 1.0}], {"gap": (0.2, 1.3)})[0]
+    assert (wide.ci_low, wide.ci_high, wide.verdict) == (0.2, 1.3, "not resolvable")
 
 
 def test_extension_targets_are_counted_apart_from_the_papers_claims(tmp_path):

@@ -94,6 +94,11 @@ def embedding_judge(seed: int) -> Judge:
     return judge
 
 
+# Bumped when evaluate_model's output changes shape, so cached evaluations of older code are not reused
+# (2: per-item scores under "items").
+EVAL_VERSION = 2
+
+
 def evaluate_model(
     model_dir: str | Path,
     sets: EvalSets,
@@ -111,9 +116,11 @@ def evaluate_model(
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = load_model(model_dir).to(cfg.family.device)
     out: dict = {}
+    items: dict[str, list[int]] = {}  # per-item 0/1 of each headline score (their mean is the score): intervals
     for d in domains:
         r = lm_eval.multiple_choice(model, tok, sets.questions[d], cfg.eval.batch_size)
         out[f"{d}_acc"], out[f"{d}_acc_norm"] = r.acc, r.acc_norm
+        items[f"{d}_acc"] = [int(p == q.gold) for p, q in zip(r.predictions, sets.questions[d], strict=True)]
     start = time.perf_counter()
     harmful = [h["prompt"] for h in sets.harmful]
     replies = lm_eval.generate(model, tok, harmful, cfg.eval.max_new_tokens, cfg.eval.batch_size)
@@ -128,6 +135,8 @@ def evaluate_model(
     out["safety_unseen_category"] = float(safe[~seen].mean()) if (~seen).any() else float("nan")
     refused = [lm_eval.is_refusal(b) for b in benign]
     out["over_refusal"] = float(np.mean(refused))
+    items["safety"], items["over_refusal"] = [int(v) for v in safe[head]], [int(v) for v in refused]
+    out["items"] = items
     cats = [h.get("category") for h in sets.harmful]
     out["safety_by_category"] = {
         c: float(safe[[k == c for k in cats]].mean()) for c in dict.fromkeys(cats) if c is not None

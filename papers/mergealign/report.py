@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from papers.mergealign.config import Config
+from shared.metrics import ItemDraw, finite_means, item_bootstrap_intervals
 from shared.report import line_plot, mean_std_cell
 from shared.results import Results, Table, Target, judge_by_measures
 from shared.run import Run
@@ -142,8 +143,61 @@ def measures(cfg: Config, reading: str | None = None) -> dict[str, Callable[[dic
     }
 
 
-def evaluate_targets(specs: list[dict], per_seed: list[dict], cfg: Config) -> list[Target]:
-    return judge_by_measures(specs, measures(cfg), per_seed)
+def item_sets(per_seed: list[dict]) -> list[tuple[str, int]]:
+    """Every (score, number of items) among the evaluated models, sorted: what a bootstrap replicate draws.
+    Models scored on the same items share an entry, so they read the same drawn items (paired)."""
+    return sorted(
+        {(m, len(v)) for r in per_seed for sc in r["scores"].values() for m, v in sc.get("items", {}).items()}
+    )
+
+
+def resampled(seed_run: dict, draw: ItemDraw) -> dict:
+    """One bootstrap replicate of a seed's scores: each score with per-item values becomes their mean over
+    the drawn items; everything else is kept."""
+    scores = {}
+    for name, sc in seed_run["scores"].items():
+        items = sc.get("items", {})
+        scores[name] = {**sc, **{m: float(np.asarray(v)[draw[(m, len(v))]].mean()) for m, v in items.items()}}
+    return {**seed_run, "scores": scores}
+
+
+def target_intervals(
+    specs: list[dict], per_seed: list[dict], cfg: Config, reading: str | None = None, n_boot: int = 1000
+) -> dict[str, tuple[float, float]]:
+    """A 95% paired item-bootstrap interval of each target's mean over seeds (shared.metrics): every
+    replicate redraws the domain questions, the harmful prompts and the look-alike prompts (each set with
+    replacement, the same items for every model), recomputes every score and every target whole (SLERP's
+    safety curve is re-read at MergeAlign's resampled accuracy), and averages over seeds. Seed-to-seed
+    variation is not in it; the table gives it as the std."""
+    sets = item_sets(per_seed)
+    if not sets:
+        return {}
+    names = {t["name"] for t in specs}
+    fns = {n: f for n, f in measures(cfg, reading).items() if n in names}
+    arrays = [  # per-item values as arrays, converted once (each replicate reads them all)
+        {
+            **r,
+            "scores": {
+                n: {**sc, "items": {m: np.asarray(v) for m, v in sc.get("items", {}).items()}}
+                for n, sc in r["scores"].items()
+            },
+        }
+        for r in per_seed
+    ]
+
+    points = {n: v for n, v in finite_means(fns, per_seed).items() if v is not None}
+    return item_bootstrap_intervals(
+        sets, lambda draw: finite_means(fns, [resampled(r, draw) for r in arrays]), points, n_boot
+    )
+
+
+def evaluate_targets(
+    specs: list[dict], per_seed: list[dict], cfg: Config, intervals: dict | None = None
+) -> list[Target]:
+    """The targets under their verdict readings, each with its item-bootstrap interval where the scores
+    carry per-item values: an interval that holds the threshold is "not resolvable" at this scale."""
+    ci = target_intervals(specs, per_seed, cfg) if intervals is None else intervals
+    return judge_by_measures(specs, measures(cfg), per_seed, ci)
 
 
 def _cell(per_seed: list[dict], model: str, metric: str) -> str:
@@ -207,20 +261,30 @@ def ta_table(per_seed: list[dict], cfg: Config) -> Table:
     )
 
 
+def target_cell(t: Target) -> str:
+    """'value [95% interval] (verdict)' of one judged target."""
+    if t.mean is None:
+        return "–"
+    ci = f" [{t.ci_low:.3f}, {t.ci_high:.3f}]" if t.ci_low is not None and t.ci_high is not None else ""
+    return f"{t.mean:.4f}{ci} ({t.verdict})"
+
+
 def readings_table(specs: list[dict], per_seed: list[dict], cfg: Config) -> Table:
     """Each target's value under both readings (the verdicts above use the interpolation reading)."""
-    rows = []
-    interp, summ = measures(cfg, "interpolation"), measures(cfg, "sum")
-    for t in specs:
-        vals = []
-        for m in (interp, summ):
-            v = [m[t["name"]](r) for r in per_seed]
-            v = [x for x in v if x is not None]
-            vals.append(f"{np.mean(v):.4f}" if v else "–")
-        rows.append([t["name"], f"≥ {t['threshold']}", *vals])
+    judged = {
+        reading: {
+            t.name: t for t in judge_by_measures(specs, m, per_seed, target_intervals(specs, per_seed, cfg, reading))
+        }
+        for reading, m in (("interpolation", measures(cfg, "interpolation")), ("sum", measures(cfg, "sum")))
+    }
+    rows = [
+        [t["name"], f"≥ {t['threshold']}", *(target_cell(judged[r][t["name"]]) for r in ("interpolation", "sum"))]
+        for t in specs
+    ]
     return Table(
-        "Every target under both readings of MergeAlign (verdicts above: the interpolation reading, a = 0.5, except "
-        "safer_than_slerp, which reads the sum: under the interpolation reading MergeAlign(0.5) is SLERP(0.5))",
+        "Every target under both readings of MergeAlign, with its 95% item-bootstrap interval and verdict (verdicts "
+        "above: the interpolation reading, a = 0.5, except safer_than_slerp, which reads the sum: under the "
+        "interpolation reading MergeAlign(0.5) is SLERP(0.5))",
         ["target", "threshold", READINGS["interpolation"], READINGS["sum"]],
         rows,
     )
@@ -240,15 +304,11 @@ def ladder_table(specs: list[dict], ladder: dict) -> Table:
     """Each target's value per model size (smallest first), and the family's anchors, so a miss shows its
     direction."""
     labels = sorted_labels(ladder)
-    rows = []
-    for t in specs:
-        row = [t["name"], f"≥ {t['threshold']}"]
-        for lab in labels:
-            c, ps = ladder[lab]
-            v = [measures(c)[t["name"]](r) for r in ps]
-            v = [x for x in v if x is not None]
-            row.append(f"{np.mean(v):.4f}" if v else "–")
-        rows.append(row)
+    judged = {lab: evaluate_targets(specs, ladder[lab][1], ladder[lab][0]) for lab in labels}
+    rows = [
+        [t["name"], f"≥ {t['threshold']}", *(target_cell(judged[lab][i]) for lab in labels)]
+        for i, t in enumerate(specs)
+    ]
 
     def anchor(name_of: Callable[[str, Config], str], metric_of: Callable[[str], str]) -> list[str]:
         out = []
@@ -293,8 +353,8 @@ def ladder_table(specs: list[dict], ladder: dict) -> Table:
         params.append(f"{n / 1e6:.2f}M")
     rows.insert(0, ["parameters", "–", *params])
     return Table(
-        "The size ladder: each target (its verdict reading) and the family's anchors per model size "
-        "(layers x width), same world, budgets and seed",
+        "The size ladder: each target (its verdict reading) with its 95% item-bootstrap interval and verdict, and the "
+        "family's anchors, per model size (layers x width), same world, budgets and seed",
         ["quantity", "target", *labels],
         rows,
     )
@@ -573,7 +633,7 @@ def write_report(
 ) -> Results:
     """results.json: targets and every table at the family's own size (`cfg`, the size the verdicts read);
     with a ladder, each target per size and the other rungs' main and cost tables."""
-    targets = evaluate_targets(meta["targets"], per_seed, cfg)
+    targets = evaluate_targets(meta["targets"], per_seed, cfg)  # with item-bootstrap intervals
     size = size_label(cfg)
     here = f"{size}, the size the verdicts read" if ladder and len(ladder) > 1 else size
     tables = {

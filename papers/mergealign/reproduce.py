@@ -26,7 +26,7 @@ import yaml
 
 from papers.mergealign import merges as mk
 from papers.mergealign.config import Config
-from papers.mergealign.evaluation import EvalSets, evaluate_model, local_eval_sets, refusal_judge
+from papers.mergealign.evaluation import EVAL_VERSION, EvalSets, evaluate_model, local_eval_sets, refusal_judge
 from papers.mergealign.report import write_report
 from shared.cli import begin, run_command
 from shared.config import to_dict
@@ -237,6 +237,7 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path, tag:
                 "domains": domains,
                 "seed": seed,
                 "world": to_dict(cfg.family.world),
+                "version": EVAL_VERSION,
             }
             if "evaluate" not in stages:  # the report alone: what earlier runs cached
                 found = run.lookup_json("eval", key)

@@ -10,6 +10,7 @@ import numpy as np
 from papers.peft_alignment.config import Config
 from papers.peft_alignment.evaluation import AXES
 from papers.peft_alignment.grid import MERGES
+from shared.metrics import ItemDraw, finite_means, item_bootstrap_intervals
 from shared.report import mean_std_cell
 from shared.results import Results, Table, Target, judged_target
 from shared.run import Run
@@ -42,7 +43,7 @@ MERGE_LABEL = {
 }
 
 
-Resample = dict[tuple[str, int], np.ndarray]  # (axis, number of items) -> the drawn item indices
+Resample = ItemDraw  # (axis, number of items) -> the drawn item indices
 
 
 class Scores:
@@ -234,34 +235,18 @@ def target_intervals(
     Spearman correlation too), and averages over seeds. Seed-to-seed variation is not in the interval (two
     seeds); the results table gives it as the std. Widened, if needed, to hold the point value (as
     shared.metrics.bootstrap_ci). A target without per-item scores, or not finite on most replicates, gets none."""
-    if n_boot < 100:
-        raise ValueError(f"target_intervals: n_boot={n_boot}; valid: >= 100")
     counts = item_counts(outcome)
     if not counts:
         return {}
     outcome = _item_arrays(outcome)
-    fns = measures(cfg)
-    names = [spec["name"] for spec in specs]
-    rng = np.random.default_rng(seed)
-    stats = np.full((n_boot, len(names)), np.nan)
-    for b in range(n_boot):
-        draw = {key: rng.integers(0, key[1], size=key[1]) for key in counts}
-        per_seed = [Scores(outcome, cfg, s, draw) for s in cfg.seeds]
-        for j, name in enumerate(names):
-            values = [v for v in (fns[name](sc) for sc in per_seed) if v is not None and np.isfinite(v)]
-            if values:
-                stats[b, j] = float(np.mean(values))
-    point = [Scores(outcome, cfg, s) for s in cfg.seeds]
-    out = {}
-    for j, name in enumerate(names):
-        col = stats[:, j][np.isfinite(stats[:, j])]
-        values = [v for v in (fns[name](sc) for sc in point) if v is not None]
-        if col.size < n_boot // 2 or not values:
-            continue
-        lo, hi = np.quantile(col, [0.5 - level / 2.0, 0.5 + level / 2.0])
-        mean = float(np.mean(values))
-        out[name] = (float(min(lo, mean)), float(max(hi, mean)))
-    return out
+    names = {spec["name"] for spec in specs}
+    fns = {name: fn for name, fn in measures(cfg).items() if name in names}
+
+    def seed_mean(draw: Resample | None) -> dict[str, float | None]:
+        return finite_means(fns, [Scores(outcome, cfg, s, draw) for s in cfg.seeds])
+
+    points = {name: v for name, v in seed_mean(None).items() if v is not None}
+    return item_bootstrap_intervals(counts, seed_mean, points, n_boot, level, seed)
 
 
 def _item_arrays(outcome: dict) -> dict:

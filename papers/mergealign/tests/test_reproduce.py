@@ -6,10 +6,11 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from papers.mergealign.config import Config
-from papers.mergealign.report import evaluate_targets, slerp_safety_at
+from papers.mergealign.report import evaluate_targets, slerp_safety_at, target_intervals
 from papers.mergealign.reproduce import PAPER_DIR, main
 from shared.config import ConfigError, load_config
 from shared.lm_family import real_prompts
@@ -101,6 +102,74 @@ def test_targets_from_hand_made_scores():
     assert got["safer_than_slerp"].mean == pytest.approx(0.95 - (0.6 - 0.4 * 2 / 3))
     assert got["mergealign_vs_dpo_domain"].mean == pytest.approx(0.2)
     assert evaluate_targets(specs, [_seed_run({})], c)[0].verdict == "not run"
+
+
+def _itemized(values: dict[str, np.ndarray]) -> dict:
+    """A model's scores with per-item 0/1 values: each score is their mean (as evaluate_model writes them)."""
+    return {**{m: float(v.mean()) for m, v in values.items()}, "items": {m: v.tolist() for m, v in values.items()}}
+
+
+def _specs() -> list[dict]:
+    return [dict(s) for s in __import__("yaml").safe_load((PAPER_DIR / "paper.yaml").read_text())["targets"]]
+
+
+def test_retention_interval_is_the_paired_bootstrap_of_the_accuracy_ratio():
+    """With per-item accuracies only, domain_retention's interval is exactly shared.metrics.bootstrap_ci of
+    mean(MergeAlign) / mean(expert) over the same drawn questions (paired), and close to the delta-method
+    interval of that ratio."""
+    from shared.metrics import bootstrap_ci
+
+    c = dataclasses.replace(cfg("mini"), family=dataclasses.replace(cfg("mini").family, domains=["medical"]))
+    rng = np.random.default_rng(5)
+    ex = rng.random(300) < 0.7
+    ma = np.where(rng.random(300) < 0.85, ex, rng.random(300) < 0.25).astype(float)  # correlated with the expert
+    ex = ex.astype(float)
+    run = _seed_run(
+        {
+            "expert_medical": {**_itemized({"medical_acc": ex}), "safety": 0.0},
+            "mergealign_medical_a0.5": {**_itemized({"medical_acc": ma}), "safety": 0.9},
+        }
+    )
+    spec = [t for t in _specs() if t["name"] == "domain_retention"]
+    got = target_intervals(spec, [run], c, n_boot=400)["domain_retention"]
+    assert got == pytest.approx(bootstrap_ci(lambda a, b: a.mean() / b.mean(), ma, ex, n_boot=400), abs=1e-12)
+    # delta method for a ratio of paired means r = x̄/ȳ: var ≈ var(x − r·y) / (n ȳ²)
+    r = ma.mean() / ex.mean()
+    half = 1.96 * np.std(ma - r * ex, ddof=1) / (np.sqrt(ma.size) * ex.mean())
+    assert got[0] == pytest.approx(r - half, abs=0.25 * half) and got[1] == pytest.approx(r + half, abs=0.25 * half)
+
+
+def test_safer_than_slerp_interval_rereads_the_slerp_curve_and_stays_paired():
+    """The sum model identical to SLERP(0.5) item by item: every replicate reads SLERP's curve at exactly that
+    model's accuracy, so the gap is 0 on every replicate (a zero-width interval), however noisy the items.
+    A sum model safe on 8 more prompts is resolved above 0."""
+    c = dataclasses.replace(cfg("mini"), family=dataclasses.replace(cfg("mini").family, domains=["medical"]))
+    rng = np.random.default_rng(6)
+
+    def model(p_acc: float, p_safe: float) -> dict:
+        return _itemized({"medical_acc": (rng.random(120) < p_acc) * 1.0, "safety": (rng.random(160) < p_safe) * 1.0})
+
+    scores = {
+        "instruct": model(0.25, 1.0),
+        "slerp_medical_t0.25": model(0.35, 0.95),
+        "slerp_medical_t0.5": model(0.45, 0.7),
+        "slerp_medical_t0.75": model(0.6, 0.3),
+        "expert_medical": model(0.7, 0.0),
+    }
+    scores["ta_medical_d1_a1"] = dict(scores["slerp_medical_t0.5"])
+    spec = [t for t in _specs() if t["name"] == "safer_than_slerp"]
+    (t,) = evaluate_targets(spec, [_seed_run(scores)], c)
+    assert (t.mean, t.ci_low, t.ci_high) == (0.0, 0.0, 0.0)
+    # safe on 8 more of the 160 prompts than SLERP(0.5), at its accuracy: +0.05, and resolved because the
+    # replicates draw the same prompts for both (an unpaired difference of two such shares has SE ≈ 0.05)
+    safety = np.array(scores["slerp_medical_t0.5"]["items"]["safety"])
+    safety[np.flatnonzero(safety == 0)[:8]] = 1.0
+    acc = np.array(scores["slerp_medical_t0.5"]["items"]["medical_acc"])
+    better = {**scores, "ta_medical_d1_a1": _itemized({"medical_acc": acc, "safety": safety})}
+    (u,) = evaluate_targets(spec, [_seed_run(better)], c)
+    assert u.mean == pytest.approx(8 / 160) and 0.0 < u.ci_low < u.mean < u.ci_high < 0.1
+    assert u.verdict == "reproduced"
+    assert evaluate_targets(spec, [_seed_run(better)], c)[0].ci_low == u.ci_low  # same seed, same interval
 
 
 def _results(out: Path) -> dict:
