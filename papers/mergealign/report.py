@@ -191,13 +191,10 @@ def target_intervals(
     )
 
 
-def evaluate_targets(
-    specs: list[dict], per_seed: list[dict], cfg: Config, intervals: dict | None = None
-) -> list[Target]:
+def evaluate_targets(specs: list[dict], per_seed: list[dict], cfg: Config) -> list[Target]:
     """The targets under their verdict readings, each with its item-bootstrap interval where the scores
     carry per-item values: an interval that holds the threshold is "not resolvable" at this scale."""
-    ci = target_intervals(specs, per_seed, cfg) if intervals is None else intervals
-    return judge_by_measures(specs, measures(cfg), per_seed, ci)
+    return judge_by_measures(specs, measures(cfg), per_seed, target_intervals(specs, per_seed, cfg))
 
 
 def _cell(per_seed: list[dict], model: str, metric: str) -> str:
