@@ -148,7 +148,7 @@ def reasoning_correct(reply: str, task: dict) -> bool:
 
 
 def helpful_questions(actions: Sequence[str], templates: Sequence[str], seed: int) -> list[MCQuestion]:
-    """AlpacaEval stand-in without a template to match: the model chooses among four replies by log-likelihood.
+    """AlpacaEval stand-in without a template to match: the model chooses among three replies by log-likelihood.
     Gold: a helpful reply in a wording no training text uses; distractors: the same reply to another request
     (does it address *this* request) and a refusal."""
     rng = random.Random(f"helpful-{seed}")
