@@ -5,7 +5,8 @@ SLURM's environment). DDP is the one multi-process strategy: it is tested on two
 one (tests/test_engine.py, the quantized GPT in bf16 autocast). FSDP is refused: Lightning refuses it
 on CPU, so it could never be tested here, and under Fabric's FSDP (use_orig_params) the optimizer sees
 each parameter as this rank's flat 1-D slice, so the quantized optimizer's per-channel states would
-silently become per-shard states.
+silently become per-shard states. A multi-process Fabric ends its process group at exit, after giving gloo's
+threads a moment to let go of Python objects (without it a rank could abort in interpreter shutdown).
 
 The loop is nanoGPT's: the learning rate set by hand each step, gradient accumulation over
 micro-batches (no all-reduce until the last one), clipping, an optimizer step, an evaluation every
@@ -20,6 +21,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import random
@@ -52,6 +54,7 @@ REFUSED_STRATEGIES = {
     "per-channel states into per-shard ones; DDP is the supported strategy (tested against one process)",
 }
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")
+EXIT_GRACE_S = 0.2  # how long a DDP process yields to gloo's threads before it exits (see _destroy_process_group)
 
 
 @dataclass
@@ -116,7 +119,27 @@ def make_fabric(cfg: EngineConfig) -> Fabric:
         precision=cfg.precision,
     )
     fabric.launch()
+    if fabric.world_size > 1:
+        atexit.register(_destroy_process_group)
     return fabric
+
+
+def _destroy_process_group() -> None:
+    """End the process group while the interpreter is still whole.
+
+    Every backward pass stashes a Python object (its contextvars) in the thread's state, and each DDP
+    all-reduce launched during backward copies that state into a gloo work item. The gloo worker thread
+    that ran the item drops the last reference a moment after the main thread stops waiting on it, and
+    dropping it takes the GIL. If the main thread has gone on to interpreter shutdown by then, taking the
+    GIL ends the worker thread inside a noexcept destructor and the process aborts after its work is done
+    ("terminate called without an active exception", SIGABRT; gdb: pt_gloo_runloop in ~AsyncWork during
+    Py_FinalizeEx): 3 of 8 two-rank runs of tests/workers/ddp_step.py. Here the main thread gives up the
+    GIL for a moment before shutdown so those threads finish, then destroys the group (registered once
+    per launched Fabric; after the first call the rest do nothing).
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        time.sleep(EXIT_GRACE_S)
+        torch.distributed.destroy_process_group()
 
 
 def cosine_lr(step: int, peak: float, warmup: int, total: int, floor: float = 0.0) -> float:
