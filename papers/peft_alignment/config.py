@@ -120,7 +120,7 @@ class EvalConfig:
     n_knowledge: int = 200
     n_reasoning: int = 60
     n_helpful: int = 60
-    n_toxicity: int = 60  # local: RealToxicityPrompts prefixes per attribute (7 attributes)
+    n_toxicity: int = 60  # local: RealToxicityPrompts prefixes per attribute (7 attributes; 0 = all ~50 held out)
     toxicity_samples: int = 8  # seeded samples per prefix (toxicity probability = any sample toxic)
     toxicity_tokens: int = 16
     n_harmful: int = 0  # local: per held-out group (seen area, unseen area, HarmBench)
