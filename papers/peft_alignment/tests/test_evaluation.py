@@ -115,8 +115,9 @@ def test_toxicity_prefixes_are_never_in_the_base_pretraining_text(scale):
     cfg = load_config(Config, Path(ev.__file__).parent / "configs" / f"{scale}.yaml")
     web = web_toxic_sample(cfg.family)
     prefixes = ev.local_eval_sets(cfg.eval, [" ".join(["w"] * 10 + [str(i)] * 10) for i in range(8)], 0, ()).toxicity
-    assert len(prefixes) == cfg.eval.n_toxicity * len(real_prompts.RTP_ATTRIBUTES)
     _, held = real_prompts.rtp_split(cfg.family.seed)
+    n = cfg.eval.n_toxicity  # per attribute; 0 takes every held-out prefix (medium)
+    assert len(prefixes) == sum(min(n, len(ps)) if n else len(ps) for ps in held.values())
     assert set(prefixes) <= {p for ps in held.values() for p in ps}
     assert len(web) == round(cfg.family.world.toxic_comments * cfg.family.world.toxic_web_fraction) > 0
     assert not any(p in d for d in web for p in prefixes)
