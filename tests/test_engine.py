@@ -116,11 +116,18 @@ def test_a_different_seed_path_would_differ(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(straight, resumed, strict=True))
 
 
-def _worker(tmp_path: Path, nproc: int) -> tuple[subprocess.Popen, Path]:
-    out = tmp_path / f"world{nproc}.pt"
+def _worker_env() -> dict[str, str]:
+    """The environment of a test's worker processes: one thread each, and outside any job the test runs in
+    (the single-process reference must not join it; torchrun sets the ranks of its own)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_JOB_ID"):
-        env.pop(name, None)  # the single-process reference must not join a job it runs inside
+        env.pop(name, None)
+    return env
+
+
+def _worker(tmp_path: Path, nproc: int) -> tuple[subprocess.Popen, Path]:
+    out = tmp_path / f"world{nproc}.pt"
+    env = _worker_env()
     script = str(ROOT / "tests" / "workers" / "ddp_step.py")
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
     cmd = [sys.executable, *launcher, script, str(out)]
@@ -135,9 +142,8 @@ def test_ddp_ranks_exit_cleanly_straight_after_their_last_backward():
     shutdown: 3 of 8 runs of the DDP test above on 2 ranks, and this worker on 8 of 8 launches (it keeps
     the GIL until shutdown to widen the window; `DDP_EXIT_WITHOUT_HOOK=1` turns the hook off by hand).
     """
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "DDP_EXIT_WITHOUT_HOOK"):
-        env.pop(name, None)
+    env = _worker_env()
+    env.pop("DDP_EXIT_WITHOUT_HOOK", None)
     script = str(ROOT / "tests" / "workers" / "ddp_exit.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", script]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
