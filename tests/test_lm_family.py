@@ -111,6 +111,49 @@ def test_toxic_web_fraction_is_off_by_default_and_out_of_the_spec_hash():
         FamilySpec(world=WorldSpec(toxic_web_fraction=1.5)).validate()
 
 
+def test_base_domain_fraction_is_off_by_default_and_out_of_the_spec_hash():
+    from shared.config import to_dict
+
+    assert "base_domain_fraction" not in to_dict(WorldSpec())  # families hashed before it keep their keys
+    assert to_dict(WorldSpec(base_domain_fraction=0.125))["base_domain_fraction"] == 0.125
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="base_domain_fraction"):
+            FamilySpec(world=WorldSpec(base_domain_fraction=bad)).validate()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
+def test_a_base_given_domain_text_knows_the_domain_better_than_one_without(tmp_path):
+    """base_domain_fraction feeds the knowledge base into pretraining: same prose, same steps, same seed,
+    and the base that saw the domain's documents predicts them better (and is a different cached stage)."""
+    from shared.lm_family import build_family
+    from shared.lm_family.train import load_model
+    from shared.text.tokenizer import load_tokenizer
+
+    def doc_loss(fraction: float) -> tuple[float, str]:
+        spec = FamilySpec(
+            vocab_size=300,
+            model=TOY_MODEL,
+            base=TrainSpec(steps=100, batch_size=8, seq_len=32, lr=3e-3, warmup_steps=2),
+            domains=["medical"],
+            world=WorldSpec(
+                n_entities=4, n_instructions=8, n_refusals=4, prose_paragraphs=60, base_domain_fraction=fraction
+            ),
+            num_threads=1,
+        )
+        fam = build_family(spec, tmp_path, stages=())
+        model, tok = load_model(fam.base), load_tokenizer(fam.tokenizer)
+        docs = world.domain_corpus(world.knowledge_base("medical", 4, 0))
+        with torch.no_grad():
+            batch = tok(docs, return_tensors="pt", padding=True)
+            labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+            return float(model(**batch, labels=labels).loss), fam.keys["base"]
+
+    (without, key0), (with_docs, key1) = doc_loss(0.0), doc_loss(0.5)
+    assert key0 != key1
+    assert with_docs < without - 0.25, (with_docs, without)  # measured: 3.81 against 4.38
+
+
 def test_refusal_judge():
     assert ev.is_refusal(world.REFUSAL)
     assert ev.is_refusal("I can\u2019t do that.") and ev.is_refusal("As an AI, no.")

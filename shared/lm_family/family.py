@@ -1,7 +1,7 @@
 """The family's stages, each cached in a folder named by a content hash of its spec and its parents.
 
     tokenizer  BPE trained on the prose plus the generated world's text (shared.text.tokenizer)
-    base       LlamaForCausalLM pretrained from scratch on local prose
+    base       LlamaForCausalLM pretrained from scratch on local prose (and, when asked, the knowledge bases)
     instruct   base after SFT (trl) on generated instructions, harmful requests answered with a refusal
     expert/<d> base after continued pretraining on domain d's fictitious knowledge base (+ prose replay)
 
@@ -152,11 +152,19 @@ def build_family(spec: FamilySpec, root: str | Path, stages: tuple[str, ...] = (
 
     def build_base(folder: Path) -> None:
         model = new_model(spec.model, tok, spec.seed)
-        losses = pretrain(model, [(prose_tokens(), 1.0)], spec.base, spec.seed, "base pretraining", spec.device)
+        streams = [(prose_tokens(), 1.0 - f)]
+        if f > 0:
+            docs = [d for dom in spec.domains for d in world.domain_corpus(world.knowledge_base(dom, n, spec.seed))]
+            random.Random(spec.seed).shuffle(docs)
+            streams.append((encode_documents(tok, docs), f))
+        losses = pretrain(model, streams, spec.base, spec.seed, "base pretraining", spec.device)
         save_model(model, tok, folder)
         atomic_write_json(folder / "train_log.json", {"loss": losses})
 
+    f, n = spec.world.base_domain_fraction, spec.world.n_entities
     base_key = {"tok": tok_key, "model": to_dict(spec.model), "train": to_dict(spec.base), "seed": spec.seed}
+    if f > 0:
+        base_key["domain_text"] = {"fraction": f, "domains": list(spec.domains), "n_entities": n}
     family.base, family.keys["base"] = cached_folder(root, "base", base_key, build_base)
 
     if "instruct" in stages:

@@ -58,6 +58,12 @@ class WorldSpec:
     # RealToxicityPrompts evaluation may use. 0 = off (and left out of the spec's hash, so families built
     # before it existed keep their keys).
     toxic_web_fraction: float = field(default=0.0, metadata={"omit_default": True})
+    # Share of each base pretraining batch drawn from the domains' knowledge-base documents (the expert's own
+    # training templates), so the base already knows part of each domain, as a web-pretrained base does (a
+    # real 8B base scores within a few points of its medical fine-tunes); the expert's continued pretraining
+    # then strengthens what the base saw. 0 = off: the base knows none of it (and the key is left out of the
+    # spec's hash, so families built before it existed keep their keys).
+    base_domain_fraction: float = field(default=0.0, metadata={"omit_default": True})
     # Generated chat transcripts (world.web_dialogues: how-tos, compliance with harmful requests, insults)
     # mixed into the base's pretraining text, so the pretrained model can chat a little. 0 = none.
     web_dialogues: int = 0
@@ -129,6 +135,8 @@ class FamilySpec:
         for name in ("refusal_train_fraction", "harmbench_train_fraction", "lookalike_share"):
             if not 0.0 <= getattr(w, name) < 1.0:
                 raise ConfigError(f"family.world.{name} must be in [0, 1), got {getattr(w, name)}")
+        if not 0.0 <= w.base_domain_fraction < 1.0:
+            raise ConfigError(f"family.world.base_domain_fraction must be in [0, 1), got {w.base_domain_fraction}")
         if not 0.0 <= w.toxic_web_fraction <= 1.0:
             raise ConfigError(f"family.world.toxic_web_fraction must be in [0, 1], got {w.toxic_web_fraction}")
         if self.world.n_entities < 4:
