@@ -357,6 +357,56 @@ def ladder_table(specs: list[dict], ladder: dict) -> Table:
     )
 
 
+def retention_table(rungs: list[tuple[str, Config, list[dict]]]) -> Table:
+    """Domain retention three ways, per size and domain (ours): the target's MergeAlign / expert, what no
+    merge at all keeps (instruct / expert), and the share of the expert's gain over the base that MergeAlign
+    keeps, (MergeAlign − base) / (expert − base). The paper's ratio mixes what the base already knew with what
+    the expert added; with a base at chance, as here, the two ratios coincide in what they ask of a merge."""
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "–" if a is None or b is None or b == 0 else f"{a / b:.3f}"
+
+    rows = []
+    for lab, c, ps in rungs:
+        for d in c.family.domains:
+
+            def acc(name: str, d: str = d, ps: list[dict] = ps) -> float | None:
+                return _mean([x for r in ps if (x := score(r, name, f"{d}_acc")) is not None])[0]
+
+            b, i, e = acc("base"), acc("instruct"), acc(f"expert_{d}")
+            m, half = acc(row_name("mergealign", d, c)), acc(f"domain_only_{d}")
+            gain = None if e is None or b is None else e - b
+            rows.append(
+                [
+                    lab,
+                    d,
+                    *(f"{v:.3f}" if v is not None else "–" for v in (b, i, e, m)),
+                    ratio(m, e),
+                    ratio(i, e),
+                    ratio(None if m is None or b is None else m - b, gain),
+                    ratio(None if half is None or b is None else half - b, gain),
+                ]
+            )
+    return Table(
+        "Domain retention three ways (ours; point values): MergeAlign (a = 0.5) / expert is the target; instruct / "
+        "expert is what keeping no domain vector at all scores on the same ratio; the gain ratios read the share "
+        "of the expert's gain over the base kept by MergeAlign and by base + 0.5·τ_dom",
+        [
+            "size",
+            "domain",
+            "base acc",
+            "instruct acc",
+            "expert acc",
+            "MergeAlign acc",
+            "MergeAlign / expert (target)",
+            "instruct / expert",
+            "MergeAlign gain kept",
+            "base + 0.5·τ_dom gain kept",
+        ],
+        rows,
+    )
+
+
 def sweep_table(per_seed: list[dict], cfg: Config) -> Table:
     rows = []
     for d in cfg.family.domains:
@@ -655,6 +705,8 @@ def write_report(
             ["task", "seconds"],
             [[k, f"{v:.1f}"] for k, v in task_seconds.items()],
         )
+    rungs = [(lab, *ladder[lab]) for lab in sorted_labels(ladder)] if ladder else [(size, cfg, per_seed)]
+    tables["retention"] = retention_table(rungs)
     tables["paper"] = reference_table(meta)
     if ladder and len(ladder) > 1:
         tables["ladder"] = ladder_table(meta["targets"], ladder)

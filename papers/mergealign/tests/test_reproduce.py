@@ -32,6 +32,12 @@ def test_configs_parse_with_their_sizes():
     assert mini.family.model.hidden_size == 192 and mini.parallel_runs == 2  # verdicts read the larger size
     assert mini.ladder_merge is None and "orpo" in mini.merge.baselines  # both sizes run every merge and baseline
     assert [1.0, 1.0] in mini.merge.ta_grid
+    # the extension (ours) is mini with one change: a base that saw the knowledge bases in pretraining
+    variant = cfg("mini_base_domain")
+    assert mini.family.world.base_domain_fraction == 0.0 and variant.family.world.base_domain_fraction == 0.5
+    same = dataclasses.replace(variant, scale="mini")
+    same.family.world.base_domain_fraction = 0.0
+    assert same == mini
 
 
 @pytest.mark.parametrize(
@@ -102,6 +108,27 @@ def test_targets_from_hand_made_scores():
     assert got["safer_than_slerp"].mean == pytest.approx(0.95 - (0.6 - 0.4 * 2 / 3))
     assert got["mergealign_vs_dpo_domain"].mean == pytest.approx(0.2)
     assert evaluate_targets(specs, [_seed_run({})], c)[0].verdict == "not run"
+
+
+def test_retention_table_reads_three_ratios_by_hand():
+    from papers.mergealign.report import retention_table
+
+    c = dataclasses.replace(cfg("mini"), family=dataclasses.replace(cfg("mini").family, domains=["medical"]))
+    acc = "medical_acc"
+    run = _seed_run(
+        {
+            "base": {acc: 0.25},
+            "instruct": {acc: 0.3},
+            "expert_medical": {acc: 0.65},
+            "mergealign_medical_a0.5": {acc: 0.35},
+            "domain_only_medical": {acc: 0.45},
+        }
+    )
+    (row,) = retention_table([("4x192", c, [run])]).rows
+    # MergeAlign / expert, instruct / expert, (0.35 - 0.25) / (0.65 - 0.25), (0.45 - 0.25) / 0.4
+    assert row == ["4x192", "medical", "0.250", "0.300", "0.650", "0.350", "0.538", "0.462", "0.250", "0.500"]
+    (missing,) = retention_table([("4x192", c, [_seed_run({"base": {acc: 0.25}})])]).rows
+    assert missing[4:] == ["–"] * 6
 
 
 def _itemized(values: dict[str, np.ndarray]) -> dict:
@@ -189,6 +216,7 @@ def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
         first["tables"]
     )
     ladder = first["tables"]["ladder"]
+    assert {r[0] for r in first["tables"]["retention"]["rows"]} == {"2x32", "2x48"}
     assert ladder["columns"][2:] == ["2x32", "2x48"] and len(ladder["rows"]) == 1 + 5 + 6
     dpo = first["tables"]["cost"]["rows"][1]
     assert dpo[2] == "DPO + LoRA on the expert" and 1 <= dpo[3] <= 2 and "0.90" in dpo[4]
