@@ -106,10 +106,12 @@ def render_results(results: Results, figure_dir: str = "") -> str:
 
 
 def committed_results(paper_dir: str | Path) -> list[Results]:
-    """The committed results of a paper, smoke excluded, in scale order."""
+    """The committed results of a paper, smoke excluded: the standard scales in order, then any other
+    config's (an extension of ours such as mergealign's mini_base_domain), by name."""
     base = Path(paper_dir) / "results"
+    others = sorted(p.parent.name for p in base.glob("*/results.json") if p.parent.name not in SCALE_ORDER)
     found = []
-    for scale in SCALE_ORDER[1:]:
+    for scale in (*SCALE_ORDER[1:], *others):
         path = base / scale / "results.json"
         if path.is_file():
             found.append(load(path))

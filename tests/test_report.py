@@ -1,6 +1,6 @@
 import pytest
 
-from shared.report import fmt, line_plot, markdown_table, render_results, replace_between_markers
+from shared.report import committed_results, fmt, line_plot, markdown_table, render_results, replace_between_markers
 from shared.results import Results, Table, Target
 
 
@@ -37,6 +37,17 @@ def test_render_results_shows_every_target_and_table():
     text = render_results(res, "results/mini/")
     assert "1 reproduced, 1 not run" in text and "0.9000 ± 0.0100" in text and "≥ 0.0000" in text
     assert "**Accuracy**" in text and "![plot.png](results/mini/plot.png)" in text and "3.0 s" in text
+
+
+def test_committed_results_take_the_standard_scales_in_order_then_the_others_by_name(tmp_path):
+    assert committed_results(tmp_path) == []  # no results folder at all
+    for scale in ("full", "zeta_ext", "smoke", "mini", "alpha_ext"):
+        res = Results(
+            paper="p", scale=scale, command="c", seeds=[0], machine="m", created="now", git_commit="a", targets=[]
+        )
+        res.write(tmp_path / "results" / scale / "results.json")
+    (tmp_path / "results" / "gpu").mkdir()  # raw files only, no results.json: not a scale
+    assert [r.scale for r in committed_results(tmp_path)] == ["mini", "full", "alpha_ext", "zeta_ext"]
 
 
 def test_line_plot_writes_png(tmp_path):
