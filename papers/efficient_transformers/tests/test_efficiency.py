@@ -3,22 +3,41 @@ are computed as specified from a hand-made summary."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-import torch
 
 from papers.efficient_transformers.attention import AttentionParams
 from papers.efficient_transformers.config import EfficiencyConfig
-from papers.efficient_transformers.efficiency import exact_flops, measure_attention, peak_memory_bytes
+from papers.efficient_transformers.efficiency import MMAP_ENV, exact_flops, measure_attention
 from papers.efficient_transformers.targets import MEASURES, crossover
+
+PEAK_CHILD = """
+import json, torch
+from papers.efficient_transformers.efficiency import peak_memory_bytes
+
+def alloc():
+    x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    x.add_(1)
+
+print(json.dumps(peak_memory_bytes(alloc, "cpu")))
+"""
 
 
 def test_peak_memory_sees_a_known_allocation():
-    def alloc() -> None:
-        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
-        x.add_(1)
-
-    peak, method = peak_memory_bytes(alloc, "cpu")
-    assert method.startswith("VmHWM")
+    """Measured as the harness measures (run_in_child): in a fresh process with MMAP_ENV. In the test process
+    itself glibc may serve the 64 MiB from heap memory earlier tests freed, already resident, and read 0."""
+    env = {**os.environ, **MMAP_ENV}
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_CHILD], env=env, cwd=root, capture_output=True, text=True, check=True
+    )
+    peak, method = json.loads(out.stdout.strip().splitlines()[-1])
+    assert method == "VmHWM"
     assert 60 * 2**20 < peak < 200 * 2**20
 
 
