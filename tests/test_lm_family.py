@@ -121,6 +121,43 @@ def test_base_domain_fraction_is_off_by_default_and_out_of_the_spec_hash():
             FamilySpec(world=WorldSpec(base_domain_fraction=bad)).validate()
 
 
+def test_instruct_knowledge_replay_is_off_by_default_out_of_the_hash_and_validated():
+    from shared.config import to_dict
+
+    assert "instruct_knowledge_replay" not in to_dict(WorldSpec())
+    assert to_dict(WorldSpec(instruct_knowledge_replay=5))["instruct_knowledge_replay"] == 5
+    with pytest.raises(ConfigError, match="instruct_knowledge_replay must be >= 0"):
+        FamilySpec(world=WorldSpec(instruct_knowledge_replay=-1)).validate()
+
+
+def test_instruct_examples_add_the_knowledge_replay_to_the_sft_data_and_nothing_else():
+    """The replay adds exactly n chats answering KNOWLEDGE_PROMPT with the domains' own documents; the plain
+    SFT examples are all still there, once each; same seed, same examples."""
+    from shared.lm_family.family import KNOWLEDGE_PROMPT, instruct_examples, sft_examples
+
+    prose = [f"Paragraph {i} of some prose about nothing in particular." for i in range(40)]
+
+    def spec(n: int) -> FamilySpec:
+        world_spec = WorldSpec(n_entities=4, n_instructions=12, n_refusals=4, instruct_knowledge_replay=n)
+        return FamilySpec(domains=["medical", "financial"], world=world_spec)
+
+    plain = sft_examples(spec(0), prose)
+    assert instruct_examples(spec(0), prose) == plain
+    replayed = instruct_examples(spec(30), prose)
+    assert len(replayed) == len(plain) + 30
+    extra = [e for e in replayed if e["prompt"][0]["content"] == KNOWLEDGE_PROMPT]
+    assert len(extra) == 30
+    docs = {d for dom in ("medical", "financial") for d in world.domain_corpus(world.knowledge_base(dom, 4, 0))}
+    assert all(e["completion"][0]["content"] in docs for e in extra)
+    assert {e["completion"][0]["content"] for e in extra} & {
+        d for d in world.domain_corpus(world.knowledge_base("financial", 4, 0))
+    }  # both domains are drawn from
+    rest = [e for e in replayed if e["prompt"][0]["content"] != KNOWLEDGE_PROMPT]
+    key = repr
+    assert sorted(map(key, rest)) == sorted(map(key, plain))
+    assert replayed == instruct_examples(spec(30), prose)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
 def test_a_base_given_domain_text_knows_the_domain_better_than_one_without(tmp_path):

@@ -3,6 +3,7 @@
     tokenizer  BPE trained on the prose plus the generated world's text (shared.text.tokenizer)
     base       LlamaForCausalLM pretrained from scratch on local prose (and, when asked, the knowledge bases)
     instruct   base after SFT (trl) on generated instructions, harmful requests answered with a refusal
+               (and, when asked, knowledge-base documents replayed as chat)
     expert/<d> base after continued pretraining on domain d's fictitious knowledge base (+ prose replay)
 
 A folder exists only once complete (saved atomically), so a rerun skips every finished stage: resume.
@@ -98,6 +99,35 @@ def sft_examples(spec: FamilySpec, prose: list[str]) -> list[dict]:
     return world.instructions(w.n_instructions, w.n_refusals, prose, spec.seed)
 
 
+KNOWLEDGE_PROMPT = "Tell me something you know."
+
+
+def instruct_examples(spec: FamilySpec, prose: list[str]) -> list[dict]:
+    """The instruct SFT's examples: `sft_examples` plus `world.instruct_knowledge_replay` chats that answer
+    KNOWLEDGE_PROMPT with a knowledge-base document of the family's domains (seeded draws, then one shuffle).
+    Not in the tokenizer's text: the replayed documents are already there, so the tokenizer and base of a
+    family with and without replay are trained on the same text."""
+    examples = sft_examples(spec, prose)
+    n = spec.world.instruct_knowledge_replay
+    if not n:
+        return examples
+    docs = [
+        d
+        for dom in spec.domains
+        for d in world.domain_corpus(world.knowledge_base(dom, spec.world.n_entities, spec.seed))
+    ]
+    rng = random.Random(spec.seed + 1)
+    examples = examples + [
+        {
+            "prompt": [{"role": "user", "content": KNOWLEDGE_PROMPT}],
+            "completion": [{"role": "assistant", "content": rng.choice(docs)}],
+        }
+        for _ in range(n)
+    ]
+    rng.shuffle(examples)
+    return examples
+
+
 def cached_folder(root: Path, stage: str, key_obj: dict, build: Callable[[Path], None]) -> tuple[Path, str]:
     """root/<stage>-<hash>: built by `build(folder)` only when missing; returns (folder, hash)."""
     key = content_hash({"version": VERSION, "stage": stage, **key_obj})
@@ -170,7 +200,7 @@ def build_family(spec: FamilySpec, root: str | Path, stages: tuple[str, ...] = (
     if "instruct" in stages:
 
         def build_instruct(folder: Path) -> None:
-            examples = sft_examples(spec, prose)
+            examples = instruct_examples(spec, prose)
             model, losses = sft(
                 load_model(family.base), tok, examples, spec.instruct, spec.seed, spec.num_threads, spec.device
             )
@@ -236,7 +266,7 @@ def build_adapter_family(
     prose = load_prose()[: max(200, spec.world.prose_paragraphs)]
 
     def build_instruct(folder: Path) -> None:
-        examples = sft_examples(spec, prose)
+        examples = instruct_examples(spec, prose)
         model, losses = sft(
             load_model(start), tok, examples, spec.instruct, spec.seed, spec.num_threads, spec.device, lora
         )

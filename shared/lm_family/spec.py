@@ -64,6 +64,12 @@ class WorldSpec:
     # then strengthens what the base saw. 0 = off: the base knows none of it (and the key is left out of the
     # spec's hash, so families built before it existed keep their keys).
     base_domain_fraction: float = field(default=0.0, metadata={"omit_default": True})
+    # Chat examples added to the instruct model's SFT that answer "Tell me something you know." with a
+    # knowledge-base document (family.instruct_examples), so instruction tuning keeps what the base knows, as
+    # a real instruct model keeps its base's knowledge (public lm-eval numbers: Llama-3-8B-Instruct scores its
+    # base's MedQA); plain SFT on chat alone erases it here. Meant with base_domain_fraction > 0 (without it,
+    # it teaches the instruct model the domain). 0 = off (and out of the spec's hash).
+    instruct_knowledge_replay: int = field(default=0, metadata={"omit_default": True})
     # Generated chat transcripts (world.web_dialogues: how-tos, compliance with harmful requests, insults)
     # mixed into the base's pretraining text, so the pretrained model can chat a little. 0 = none.
     web_dialogues: int = 0
@@ -137,6 +143,11 @@ class FamilySpec:
                 raise ConfigError(f"family.world.{name} must be in [0, 1), got {getattr(w, name)}")
         if not 0.0 <= w.base_domain_fraction < 1.0:
             raise ConfigError(f"family.world.base_domain_fraction must be in [0, 1), got {w.base_domain_fraction}")
+        if w.instruct_knowledge_replay < 0:
+            raise ConfigError(
+                f"family.world.instruct_knowledge_replay must be >= 0 (a number of examples), got "
+                f"{w.instruct_knowledge_replay}"
+            )
         if not 0.0 <= w.toxic_web_fraction <= 1.0:
             raise ConfigError(f"family.world.toxic_web_fraction must be in [0, 1], got {w.toxic_web_fraction}")
         if self.world.n_entities < 4:

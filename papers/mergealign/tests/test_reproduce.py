@@ -35,9 +35,15 @@ def test_configs_parse_with_their_sizes():
     # the extension (ours) is mini with one change: a base that saw the knowledge bases in pretraining
     variant = cfg("mini_base_domain")
     assert mini.family.world.base_domain_fraction == 0.0 and variant.family.world.base_domain_fraction == 0.5
-    same = dataclasses.replace(variant, scale="mini")
+    same = dataclasses.replace(cfg("mini_base_domain"), scale="mini")  # a fresh copy: replace() is shallow
     same.family.world.base_domain_fraction = 0.0
     assert same == mini
+    # the second extension (ours) is mini_base_domain with one change: knowledge replay in the instruct SFT
+    replay = cfg("mini_base_domain_replay")
+    assert variant.family.world.instruct_knowledge_replay == 0 and replay.family.world.instruct_knowledge_replay == 1000
+    same = dataclasses.replace(cfg("mini_base_domain_replay"), scale="mini_base_domain")
+    same.family.world.instruct_knowledge_replay = 0
+    assert same == variant
 
 
 @pytest.mark.parametrize(
