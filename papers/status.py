@@ -6,7 +6,15 @@ import sys
 from pathlib import Path
 
 from papers import PAPERS_DIR, PaperInfo, all_papers
-from shared.report import BEGIN, END, committed_results, markdown_table, render_paper_results, update_readme
+from shared.report import (
+    BEGIN,
+    END,
+    committed_results,
+    is_standard_scale,
+    markdown_table,
+    render_paper_results,
+    update_readme,
+)
 
 README = PAPERS_DIR.parent / "README.md"
 STATUS_BEGIN, STATUS_END = "<!-- status:begin -->", "<!-- status:end -->"
@@ -18,8 +26,9 @@ def paper_status(paper: PaperInfo) -> list[str]:
         return [f"[{paper.name}](papers/{paper.name}/)", paper.title, "–", "no committed results"]
     scales, verdicts = [], []
     for r in results:
-        scales.append(f"{r.scale} ({r.machine.split(',')[0]})")
-        verdicts.append(f"{r.scale}: {r.verdict_summary()}")
+        name = r.scale if is_standard_scale(r.scale) else f"{r.scale} (ours)"
+        scales.append(f"{name} ({r.machine.split(',')[0]})")
+        verdicts.append(f"{name}: {r.verdict_summary()}")
     return [f"[{paper.name}](papers/{paper.name}/)", paper.title, "; ".join(scales), "; ".join(verdicts)]
 
 

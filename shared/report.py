@@ -92,8 +92,9 @@ def table_markdown(table: Table) -> str:
 def render_results(results: Results, figure_dir: str = "") -> str:
     """The README section for one results.json: provenance line, targets, extra tables, figures."""
     counts = results.verdict_summary()
+    ours = "" if is_standard_scale(results.scale) else " (ours: an extension config, not a compared scale)"
     parts = [
-        f"### Scale `{results.scale}`: {counts}",
+        f"### Scale `{results.scale}`{ours}: {counts}",
         f"Command: `{results.command}` · seeds {results.seeds} · machine: {results.machine} · "
         f"commit `{results.git_commit[:12]}` · {results.created} · "
         f"total wall time {fmt(sum(results.wall_time_s.values()), 1)} s",
@@ -103,6 +104,11 @@ def render_results(results: Results, figure_dir: str = "") -> str:
     parts += [f"![{name}]({figure_dir}{name})" for name in results.figures]
     parts += [f"- {note}" for note in results.notes]
     return "\n\n".join(parts)
+
+
+def is_standard_scale(scale: str) -> bool:
+    """smoke / mini / medium / full; any other results folder is an extension config of ours."""
+    return scale in SCALE_ORDER
 
 
 def committed_results(paper_dir: str | Path) -> list[Results]:

@@ -48,6 +48,9 @@ def test_committed_results_take_the_standard_scales_in_order_then_the_others_by_
         res.write(tmp_path / "results" / scale / "results.json")
     (tmp_path / "results" / "gpu").mkdir()  # raw files only, no results.json: not a scale
     assert [r.scale for r in committed_results(tmp_path)] == ["mini", "full", "alpha_ext", "zeta_ext"]
+    headers = [render_results(r).splitlines()[0] for r in committed_results(tmp_path)]
+    assert headers[0] == "### Scale `mini`: " and headers[1] == "### Scale `full`: "
+    assert headers[2] == "### Scale `alpha_ext` (ours: an extension config, not a compared scale): "
 
 
 def test_line_plot_writes_png(tmp_path):
@@ -95,3 +98,24 @@ def test_long_tables_are_folded_short_ones_are_not():
     assert short.startswith("**few**") and "<details>" not in short
     assert long.startswith("<details><summary><b>many</b> (31 rows)</summary>") and long.endswith("</details>")
     assert long.count("\n| ") == FOLD_ROWS + 1 + 1  # every row and the separator stay in the README
+
+
+def test_the_status_table_marks_extension_configs_as_ours(tmp_path):
+    from papers import PaperInfo
+    from papers.status import paper_status
+
+    for scale in ("mini", "mini_variant"):
+        res = Results(
+            paper="p",
+            scale=scale,
+            command="c",
+            seeds=[0],
+            machine="box, 2 cores",
+            created="now",
+            git_commit="a",
+            targets=[],
+        )
+        res.write(tmp_path / "results" / scale / "results.json")
+    row = paper_status(PaperInfo("p", tmp_path, {"title": "T"}))
+    assert row[2] == "mini (box); mini_variant (ours) (box)"
+    assert row[3].startswith("mini: ") and "; mini_variant (ours): " in row[3]
