@@ -429,3 +429,42 @@ def test_adapter_family_vectors_are_low_rank_and_share_the_start(tok, tmp_path):
         assert moved > 0
     again = build_adapter_family(spec, tmp_path / "fam", start, lora_r=2, lora_alpha=4)
     assert again.instruct == fam.instruct  # cached
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
+def test_knowledge_replay_changes_the_instruct_model_only(tmp_path):
+    """With instruct_knowledge_replay the tokenizer's text and the base are what they are without it (the
+    replayed documents are already in the tokenizer's text), so the base's weights are equal; the instruct
+    model is a different stage trained on the longer example list, and it differs."""
+    from safetensors.torch import load_file
+
+    from shared.lm_family import build_family
+
+    tiny = TrainSpec(steps=3, batch_size=2, seq_len=32, warmup_steps=1)
+    families = {}
+    for n in (0, 40):
+        spec = FamilySpec(
+            vocab_size=300,
+            model=TOY_MODEL,
+            base=tiny,
+            instruct=TrainSpec(steps=3, batch_size=4, seq_len=64, warmup_steps=1),
+            domains=["medical"],
+            world=WorldSpec(
+                n_entities=4,
+                n_instructions=8,
+                n_refusals=4,
+                prose_paragraphs=60,
+                base_domain_fraction=0.5,
+                instruct_knowledge_replay=n,
+            ),
+            num_threads=1,
+        )
+        families[n] = build_family(spec, tmp_path / f"replay{n}", stages=("instruct",))
+    plain, replay = families[0], families[40]
+    assert (plain.tokenizer / "tokenizer.json").read_text() == (replay.tokenizer / "tokenizer.json").read_text()
+    base0, base1 = (load_file(f.base / "model.safetensors") for f in (plain, replay))
+    assert all(torch.equal(base0[k], base1[k]) for k in base0)
+    inst0, inst1 = (load_file(f.instruct / "model.safetensors") for f in (plain, replay))
+    assert plain.keys["instruct"] != replay.keys["instruct"]
+    assert any(not torch.equal(inst0[k], inst1[k]) for k in inst0)
