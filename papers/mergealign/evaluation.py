@@ -9,6 +9,7 @@ MD-Judge (hub.py).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,13 +33,13 @@ class EvalSets:
     probes: list[str] = field(default_factory=list)  # texts whose hidden states feed CKA
 
 
-def real_safety_sets(cfg: Config) -> tuple[list[dict], list[str]]:
+def real_safety_sets(cfg: Config, seed: int) -> tuple[list[dict], list[str]]:
     """The real-prompt world's held-out harmful prompts (HarmBench and Do-Not-Answer prompts of the trained
     categories never trained on, plus `eval.n_heldout_area` prompts of each area never trained) and the
-    held-out benign look-alikes."""
+    held-out benign look-alikes, for the family of run seed `seed` (whose train/eval split they follow)."""
     from shared.lm_family.family import harmful_split
 
-    spec, ev = cfg.family, cfg.eval
+    spec, ev = dataclasses.replace(cfg.family, seed=seed), cfg.eval
     trained = {"harmbench", *spec.world.refusal_areas}
     harmful, by_area = [], {}
     for p in harmful_split(spec):
@@ -54,9 +55,11 @@ def real_safety_sets(cfg: Config) -> tuple[list[dict], list[str]]:
     return harmful, benign
 
 
-def local_eval_sets(cfg: Config) -> EvalSets:
-    """Held-out questions, harmful and benign prompts of the generated world (seeded subsets)."""
-    spec, ev = cfg.family, cfg.eval
+def local_eval_sets(cfg: Config, seed: int) -> EvalSets:
+    """Held-out questions, harmful and benign prompts of the generated world of run seed `seed`: each seed's
+    family has its own knowledge bases and its own train/eval split of the real prompts, so the sets must be
+    that seed's (seeded subsets)."""
+    spec, ev = dataclasses.replace(cfg.family, seed=seed), cfg.eval
     questions = {
         d: lm_eval.subset(
             world.domain_questions(world.knowledge_base(d, spec.world.n_entities, spec.seed), spec.seed),
@@ -66,7 +69,7 @@ def local_eval_sets(cfg: Config) -> EvalSets:
         for d in spec.domains
     }
     if spec.world.safety_prompts == "real":
-        harmful, benign = real_safety_sets(cfg)
+        harmful, benign = real_safety_sets(cfg, seed)
     else:
         harmful = lm_eval.subset(world.harmful_prompts("eval"), ev.n_harmful, spec.seed)
         benign = [b["prompt"] for b in lm_eval.subset(world.benign_prompts("eval"), ev.n_benign, spec.seed)]
@@ -95,8 +98,9 @@ def embedding_judge(seed: int) -> Judge:
 
 
 # Bumped when evaluate_model's output changes shape, so cached evaluations of older code are not reused
-# (2: per-item scores under "items").
-EVAL_VERSION = 2
+# (2: per-item scores under "items"; 3: run seeds other than the config's family seed were scored on that
+# seed's sets instead of their own, see local_eval_sets).
+EVAL_VERSION = 3
 
 
 def evaluate_model(

