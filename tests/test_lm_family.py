@@ -153,8 +153,7 @@ def test_instruct_examples_add_the_knowledge_replay_to_the_sft_data_and_nothing_
         d for d in world.domain_corpus(world.knowledge_base("financial", 4, 0))
     }  # both domains are drawn from
     rest = [e for e in replayed if e["prompt"][0]["content"] != KNOWLEDGE_PROMPT]
-    key = repr
-    assert sorted(map(key, rest)) == sorted(map(key, plain))
+    assert sorted(map(repr, rest)) == sorted(map(repr, plain))
     assert replayed == instruct_examples(spec(30), prose)
 
 

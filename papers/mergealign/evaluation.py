@@ -98,8 +98,8 @@ def embedding_judge(seed: int) -> Judge:
 
 
 # Bumped when evaluate_model's output changes shape, so cached evaluations of older code are not reused
-# (2: per-item scores under "items"; 3: run seeds other than the config's family seed were scored on that
-# seed's sets instead of their own, see local_eval_sets).
+# (2: per-item scores under "items"; 3: run seeds other than the config's family seed had been scored on
+# the config seed's sets instead of their own, see local_eval_sets).
 EVAL_VERSION = 3
 
 

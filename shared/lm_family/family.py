@@ -99,6 +99,16 @@ def sft_examples(spec: FamilySpec, prose: list[str]) -> list[dict]:
     return world.instructions(w.n_instructions, w.n_refusals, prose, spec.seed)
 
 
+def domain_documents(spec: FamilySpec) -> list[str]:
+    """Every document of the family's knowledge bases, domain by domain (what the base and the instruct
+    replay draw on; each expert reads its own domain's)."""
+    return [
+        d
+        for dom in spec.domains
+        for d in world.domain_corpus(world.knowledge_base(dom, spec.world.n_entities, spec.seed))
+    ]
+
+
 KNOWLEDGE_PROMPT = "Tell me something you know."
 
 
@@ -111,11 +121,7 @@ def instruct_examples(spec: FamilySpec, prose: list[str]) -> list[dict]:
     n = spec.world.instruct_knowledge_replay
     if not n:
         return examples
-    docs = [
-        d
-        for dom in spec.domains
-        for d in world.domain_corpus(world.knowledge_base(dom, spec.world.n_entities, spec.seed))
-    ]
+    docs = domain_documents(spec)
     rng = random.Random(spec.seed + 1)
     examples = examples + [
         {
@@ -184,7 +190,7 @@ def build_family(spec: FamilySpec, root: str | Path, stages: tuple[str, ...] = (
         model = new_model(spec.model, tok, spec.seed)
         streams = [(prose_tokens(), 1.0 - f)]
         if f > 0:
-            docs = [d for dom in spec.domains for d in world.domain_corpus(world.knowledge_base(dom, n, spec.seed))]
+            docs = domain_documents(spec)
             random.Random(spec.seed).shuffle(docs)
             streams.append((encode_documents(tok, docs), f))
         losses = pretrain(model, streams, spec.base, spec.seed, "base pretraining", spec.device)

