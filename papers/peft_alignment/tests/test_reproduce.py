@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from papers.peft_alignment import align, grid
 from papers.peft_alignment.config import Config
 from papers.peft_alignment.report import Scores, evaluate_targets, measures, target_intervals
 from papers.peft_alignment.reproduce import PAPER_DIR, load_paper_meta, main
-from shared.config import ConfigError, load_config
+from shared.config import ConfigError, load_config, to_dict
 from shared.text.prose import missing_sources
 
 
@@ -104,6 +105,31 @@ def test_ladder_rung_is_the_same_experiment_at_another_size():
     medium = cfg("medium")
     assert medium.smollm2 == "grid" and "smollm2" in medium.grid.models  # the real LM as the instruct model
     assert medium.model_kind("smollm2") == "instruct"
+
+
+def test_mini_long_is_mini_with_four_times_the_alignment_budget():
+    """Our extension config changes the alignment's steps and pairs (epochs unchanged) and drops what no step
+    count touches (the size ladder, the untuned SmolLM2); everything else is mini's."""
+    mini, long = cfg("mini"), cfg("mini_long")
+    assert (long.sft.steps, long.dpo.steps, long.data.n_pairs) == (
+        4 * mini.sft.steps,
+        4 * mini.dpo.steps,
+        4 * mini.data.n_pairs,
+    )
+    assert (
+        long.sft.steps * long.sft.batch_size / long.data.n_pairs
+        == mini.sft.steps * mini.sft.batch_size / mini.data.n_pairs
+    )
+    same = dataclasses.replace(
+        long,
+        scale="mini",
+        sft=dataclasses.replace(long.sft, steps=mini.sft.steps),
+        dpo=dataclasses.replace(long.dpo, steps=mini.dpo.steps),
+        data=dataclasses.replace(long.data, n_pairs=mini.data.n_pairs),
+        ladder=mini.ladder,
+        smollm2=mini.smollm2,
+    )
+    assert to_dict(same) == to_dict(mini)
 
 
 def test_shrink_keeps_every_group_and_attribute():
