@@ -67,10 +67,16 @@ def _claim(t) -> str:
     return f"{sign} {fmt(t.threshold)}{ref}"
 
 
+def _spread(std: float | None, mean: float | None) -> bool:
+    """Whether a seed std is a real spread, not the rounding left by averaging equal per-seed values
+    (two seeds that agree give 5.6e-17, which fmt would print as '5.551e-17')."""
+    return bool(std) and std > 1e-12 * max(1.0, abs(mean or 0.0))
+
+
 def targets_table(results: Results) -> str:
     rows = []
     for t in results.targets:
-        got = "–" if t.mean is None else fmt(t.mean) + (f" ± {fmt(t.std)}" if t.std else "")
+        got = "–" if t.mean is None else fmt(t.mean) + (f" ± {fmt(t.std)}" if _spread(t.std, t.mean) else "")
         if t.mean is not None and t.ci_low is not None and t.ci_high is not None:
             got += f" [{fmt(t.ci_low)}, {fmt(t.ci_high)}]"
         rows.append([t.description, _claim(t), t.source, got, t.n, f"**{t.verdict}**"])
