@@ -44,6 +44,12 @@ def test_configs_parse_with_their_sizes():
     same = dataclasses.replace(cfg("mini_base_domain_replay"), scale="mini_base_domain")
     same.family.world.instruct_knowledge_replay = 0
     assert same == variant
+    # the third rung (ours) is mini at 4 x 256 without mini's own two rungs
+    wide = cfg("mini_256")
+    assert (wide.family.model.hidden_size, wide.family.model.intermediate_size, wide.ladder) == (256, 768, [])
+    same = dataclasses.replace(cfg("mini_256"), scale="mini", ladder=mini.ladder)
+    same.family.model = dataclasses.replace(wide.family.model, hidden_size=192, intermediate_size=576)
+    assert same == mini
 
 
 @pytest.mark.parametrize(
