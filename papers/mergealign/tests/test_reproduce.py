@@ -50,6 +50,13 @@ def test_configs_parse_with_their_sizes():
     same = dataclasses.replace(cfg("mini_256"), scale="mini", ladder=mini.ladder)
     same.family.model = dataclasses.replace(wide.family.model, hidden_size=192, intermediate_size=576)
     assert same == mini
+    # and the replay world's third rung (ours) likewise
+    assert cfg("mini_base_domain_replay_256").family.model.hidden_size == 256
+    same = dataclasses.replace(
+        cfg("mini_base_domain_replay_256"), scale="mini_base_domain_replay", ladder=replay.ladder
+    )
+    same.family.model = dataclasses.replace(same.family.model, hidden_size=192, intermediate_size=576)
+    assert same == replay
 
 
 @pytest.mark.parametrize(
