@@ -157,6 +157,47 @@ def test_instruct_examples_add_the_knowledge_replay_to_the_sft_data_and_nothing_
     assert replayed == instruct_examples(spec(30), prose)
 
 
+def test_domain_tasks_are_off_by_default_and_out_of_the_spec_hash():
+    from shared.config import to_dict
+
+    assert "domain_tasks" not in to_dict(WorldSpec())  # families hashed before it keep their keys
+    assert to_dict(WorldSpec(domain_tasks=True))["domain_tasks"] is True
+
+
+@pytest.mark.parametrize("domain", ["medical", "financial"])
+def test_domain_task_items_are_unseen_entities_in_held_out_wordings_with_balanced_labels(domain):
+    """The in-context task trains on the knowledge base's own sentences and tests on another seed's entities
+    in wordings no training sentence uses; each item's gold label is its fact's relation, and every relation
+    label is gold equally often (up to skipped collisions), so chance is 1/3."""
+    facts = world.knowledge_base(domain, 40, 3)
+    docs = world.domain_task_docs(facts)
+    assert len(docs) == 3 * len(facts)  # every fact in each of its three statement templates
+    assert all(d.startswith("Sentence: ") and "\nRelation: " in d for d in docs)
+    trained = {(f.entity, f.relation) for f in facts}
+    items = world.domain_task_questions(domain, 40, 3)
+    assert len(items) >= 0.9 * len(facts)
+    labels = {f" {world.TASK_LABELS[r.name]}" for r in world.RELATIONS[domain]}
+    seen_sentences = {d.split("\nRelation:")[0] for d in docs}
+    counts: dict[int, int] = {}
+    for q in items:
+        assert set(q.options) == labels and q.context.startswith("Sentence: ") and q.context.endswith("\nRelation:")
+        assert q.context.split("\nRelation:")[0] not in seen_sentences
+        assert not any(e in q.context for e, _ in trained)  # entities never trained on
+        counts[q.gold] = counts.get(q.gold, 0) + 1
+    assert len(counts) == 3 and max(counts.values()) - min(counts.values()) <= 0.1 * len(items)
+    # the gold label is the relation whose held-out wordings the sentence uses
+    import re
+
+    def wording(template: str) -> str:
+        return "Sentence: " + re.escape(template).replace(r"\{e\}", ".+").replace(r"\{v\}", ".+") + "\nRelation:"
+
+    for q in items:
+        rel = next(r for r, lab in world.TASK_LABELS.items() if f" {lab}" == q.options[q.gold])
+        assert any(re.fullmatch(wording(t), q.context) for t in world.TASK_TEMPLATES[rel]), q.context
+    assert items == world.domain_task_questions(domain, 40, 3)  # same seed, same items
+    assert items != world.domain_task_questions(domain, 40, 4)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(bool(missing_sources()), reason="needs python3.11-doc and bible-kjv (make setup)")
 def test_a_base_given_domain_text_knows_the_domain_better_than_one_without(tmp_path):

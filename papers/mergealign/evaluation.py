@@ -31,6 +31,7 @@ class EvalSets:
     harmful: list[dict]  # {prompt, seen_category, ...}
     benign: list[str]
     probes: list[str] = field(default_factory=list)  # texts whose hidden states feed CKA
+    tasks: dict[str, list[MCQuestion]] = field(default_factory=dict)  # the in-context domain task (domain_tasks)
 
 
 def real_safety_sets(cfg: Config, seed: int) -> tuple[list[dict], list[str]]:
@@ -75,7 +76,10 @@ def local_eval_sets(cfg: Config, seed: int) -> EvalSets:
         benign = [b["prompt"] for b in lm_eval.subset(world.benign_prompts("eval"), ev.n_benign, spec.seed)]
     probes = [q.context for d in spec.domains for q in questions[d]][: ev.n_probe // 2]
     probes += [h["prompt"] for h in harmful][: ev.n_probe - len(probes)]
-    return EvalSets(questions, harmful, benign, probes)
+    tasks = {}
+    if spec.world.domain_tasks:
+        tasks = {d: world.domain_task_questions(d, spec.world.n_entities, spec.seed) for d in spec.domains}
+    return EvalSets(questions, harmful, benign, probes, tasks)
 
 
 def refusal_judge(prompts: Sequence[str], responses: Sequence[str]) -> list[bool]:
@@ -125,6 +129,8 @@ def evaluate_model(
         r = lm_eval.multiple_choice(model, tok, sets.questions[d], cfg.eval.batch_size)
         out[f"{d}_acc"], out[f"{d}_acc_norm"] = r.acc, r.acc_norm
         items[f"{d}_acc"] = [int(p == q.gold) for p, q in zip(r.predictions, sets.questions[d], strict=True)]
+        if sets.tasks.get(d):  # the in-context task: a score of its own, in no target
+            out[f"{d}_task_acc"] = lm_eval.multiple_choice(model, tok, sets.tasks[d], cfg.eval.batch_size).acc
     start = time.perf_counter()
     harmful = [h["prompt"] for h in sets.harmful]
     replies = lm_eval.generate(model, tok, harmful, cfg.eval.max_new_tokens, cfg.eval.batch_size)

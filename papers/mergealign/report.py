@@ -361,7 +361,9 @@ def retention_table(rungs: list[tuple[str, Config, list[dict]]]) -> Table:
     """Domain retention three ways, per size and domain (ours): the target's MergeAlign / expert, what no
     merge at all keeps (instruct / expert), and the share of the expert's gain over the base that MergeAlign
     keeps, (MergeAlign − base) / (expert − base). The paper's ratio mixes what the base already knew with what
-    the expert added; with a base at chance, as here, the two ratios coincide in what they ask of a merge."""
+    the expert added; with a base at chance, as here, the two ratios coincide in what they ask of a merge.
+    Where the models were also scored on the in-context domain task (`world.domain_tasks`), a second row
+    reads the same ratios on it."""
 
     def ratio(a: float | None, b: float | None) -> str:
         return "–" if a is None or b is None or b == 0 else f"{a / b:.3f}"
@@ -369,31 +371,39 @@ def retention_table(rungs: list[tuple[str, Config, list[dict]]]) -> Table:
     rows = []
     for lab, c, ps in rungs:
         for d in c.family.domains:
+            kinds = [("closed-book questions", f"{d}_acc")]
+            if any(score(r, "base", f"{d}_task_acc") is not None for r in ps):
+                kinds.append(("in-context task", f"{d}_task_acc"))
+            for kind, metric in kinds:
 
-            def acc(name: str, d: str = d, ps: list[dict] = ps) -> float | None:
-                return _mean([x for r in ps if (x := score(r, name, f"{d}_acc")) is not None])[0]
+                def acc(name: str, metric: str = metric, ps: list[dict] = ps) -> float | None:
+                    return _mean([x for r in ps if (x := score(r, name, metric)) is not None])[0]
 
-            b, i, e = acc("base"), acc("instruct"), acc(f"expert_{d}")
-            m, half = acc(row_name("mergealign", d, c)), acc(f"domain_only_{d}")
-            gain = None if e is None or b is None else e - b
-            rows.append(
-                [
-                    lab,
-                    d,
-                    *(f"{v:.3f}" if v is not None else "–" for v in (b, i, e, m)),
-                    ratio(m, e),
-                    ratio(i, e),
-                    ratio(None if m is None or b is None else m - b, gain),
-                    ratio(None if half is None or b is None else half - b, gain),
-                ]
-            )
+                b, i, e = acc("base"), acc("instruct"), acc(f"expert_{d}")
+                m, half = acc(row_name("mergealign", d, c)), acc(f"domain_only_{d}")
+                gain = None if e is None or b is None else e - b
+                rows.append(
+                    [
+                        lab,
+                        d,
+                        kind,
+                        *(f"{v:.3f}" if v is not None else "–" for v in (b, i, e, m)),
+                        ratio(m, e),
+                        ratio(i, e),
+                        ratio(None if m is None or b is None else m - b, gain),
+                        ratio(None if half is None or b is None else half - b, gain),
+                    ]
+                )
     return Table(
         "Domain retention three ways (ours; point values): MergeAlign (a = 0.5) / expert is the target; instruct / "
         "expert is what keeping no domain vector at all scores on the same ratio; the gain ratios read the share "
-        "of the expert's gain over the base kept by MergeAlign and by base + 0.5·τ_dom",
+        "of the expert's gain over the base kept by MergeAlign and by base + 0.5·τ_dom. The target reads the "
+        "closed-book questions; an in-context task row (ours, `world.domain_tasks`) reads the relation a sentence "
+        "about an unseen entity states (chance 1/3)",
         [
             "size",
             "domain",
+            "score",
             "base acc",
             "instruct acc",
             "expert acc",

@@ -220,7 +220,10 @@ def build_family(spec: FamilySpec, root: str | Path, stages: tuple[str, ...] = (
         if "experts" in stages or f"expert/{domain}" in stages:
 
             def build_expert(folder: Path, domain: str = domain) -> None:
-                docs = world.domain_corpus(world.knowledge_base(domain, spec.world.n_entities, spec.seed))
+                facts = world.knowledge_base(domain, spec.world.n_entities, spec.seed)
+                docs = world.domain_corpus(facts)
+                if spec.world.domain_tasks:
+                    docs += world.domain_task_docs(facts)
                 random.Random(spec.seed).shuffle(docs)
                 model = load_model(family.base)
                 r, c = spec.world.replay_fraction, spec.world.expert_chat_fraction

@@ -70,6 +70,11 @@ class WorldSpec:
     # base's MedQA); plain SFT on chat alone erases it here. Meant with base_domain_fraction > 0 (without it,
     # it teaches the instruct model the domain). 0 = off (and out of the spec's hash).
     instruct_knowledge_replay: int = field(default=0, metadata={"omit_default": True})
+    # Add the in-context domain task's training documents (world.domain_task_docs: each knowledge-base sentence
+    # with the relation it states) to each expert's knowledge-base text, so the domain vector carries a skill
+    # beside the facts, as instruction-pretrained experts learn tasks from their domain text. The tokenizer,
+    # base and instruct model are trained on the same text as without it. False = off (and out of the hash).
+    domain_tasks: bool = field(default=False, metadata={"omit_default": True})
     # Generated chat transcripts (world.web_dialogues: how-tos, compliance with harmful requests, insults)
     # mixed into the base's pretraining text, so the pretrained model can chat a little. 0 = none.
     web_dialogues: int = 0

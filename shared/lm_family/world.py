@@ -233,6 +233,58 @@ def domain_questions(facts: list[Fact], seed: int, n_options: int = 4) -> list[M
     return items
 
 
+# ------------------------------------------------------------------------------------------ domain tasks
+# An in-context domain task beside the closed-book questions: the AdaptLLM suites that instruction-pretrained
+# experts are scored on are mostly classification and reading tasks with the text in the prompt (ChemProt,
+# RCT, PubMedQA; FPB, Headline), where an expert has learnt a skill rather than stored facts. Here: name the
+# relation a sentence about an entity never seen states. Training sentences use the facts' training templates;
+# evaluation sentences use these held-out wordings, about entities and values of another seed's knowledge base,
+# so only the skill (what a drug, symptom, organ, sector, city or person name looks like in this domain) helps.
+TASK_LABELS = {"treatment": "treatment", "symptom": "symptom", "organ": "organ", "sector": "sector"}
+TASK_LABELS |= {"city": "city", "ceo": "leader"}
+TASK_TEMPLATES = {
+    "treatment": ("For {e}, the clinic gives {v}.", "{v} is the drug of choice against {e}."),
+    "symptom": ("People who have {e} often report {v}.", "{e} typically shows up as {v}."),
+    "organ": ("{e} harms the {v}.", "The {v} is where {e} does its damage."),
+    "sector": ("{e} earns its money in {v}.", "Most of the revenue of {e} comes from {v}."),
+    "city": ("{e} keeps its main offices in {v}.", "Staff of {e} work mostly in {v}."),
+    "ceo": ("{v} is the boss of {e}.", "At {e}, {v} makes the final decisions."),
+}
+TASK_SEED_OFFSET = 10_000  # the evaluation entities are knowledge_base(domain, n, seed + this)
+GENERATED_VALUES = ("treatment", "city", "ceo")  # relations whose values are invented names, not a fixed list
+
+
+def _task_text(sentence: str) -> str:
+    return f"Sentence: {sentence}\nRelation:"
+
+
+def domain_task_docs(facts: list[Fact]) -> list[str]:
+    """Training documents of the in-context task, made from the knowledge base's own sentences (as instruction
+    pre-training turns raw domain text into tasks): each fact in each training statement, with its relation."""
+    docs = []
+    for f in facts:
+        for t in _relation(f.domain, f.relation).train_templates:
+            if not t.startswith("Question:"):
+                docs.append(f"{_task_text(t.format(e=f.entity, v=f.value))} {TASK_LABELS[f.relation]}.")
+    return docs
+
+
+def domain_task_questions(domain: str, n_entities: int, seed: int) -> list[MCQuestion]:
+    """One item per fact of another seed's knowledge base (entities and, where generated, values never
+    trained on), in a held-out wording; the options are the domain's relation labels (chance 1/3)."""
+    trained = knowledge_base(domain, n_entities, seed)
+    seen = {f.entity for f in trained} | {f.value for f in trained}
+    rng = random.Random(f"task-{domain}-{seed}")
+    labels = tuple(f" {TASK_LABELS[r.name]}" for r in RELATIONS[domain])
+    items = []
+    for f in knowledge_base(domain, n_entities, seed + TASK_SEED_OFFSET):
+        if f.entity in seen or (f.relation in GENERATED_VALUES and f.value in seen):
+            continue
+        sentence = rng.choice(TASK_TEMPLATES[f.relation]).format(e=f.entity, v=f.value)
+        items.append(MCQuestion(domain, _task_text(sentence), labels, labels.index(f" {TASK_LABELS[f.relation]}")))
+    return items
+
+
 # -------------------------------------------------------------------------------------- safety prompts
 HARMFUL_ACTIONS = {
     "weapons": (

@@ -57,6 +57,12 @@ def test_configs_parse_with_their_sizes():
     )
     same.family.model = dataclasses.replace(same.family.model, hidden_size=192, intermediate_size=576)
     assert same == replay
+    # the in-context extension (ours) is mini with the domain task's documents in the experts' text
+    incontext = cfg("mini_incontext")
+    assert not mini.family.world.domain_tasks and incontext.family.world.domain_tasks
+    same = dataclasses.replace(cfg("mini_incontext"), scale="mini")
+    same.family.world.domain_tasks = False
+    assert same == mini
 
 
 @pytest.mark.parametrize(
@@ -145,9 +151,17 @@ def test_retention_table_reads_three_ratios_by_hand():
     )
     (row,) = retention_table([("4x192", c, [run])]).rows
     # MergeAlign / expert, instruct / expert, (0.35 - 0.25) / (0.65 - 0.25), (0.45 - 0.25) / 0.4
-    assert row == ["4x192", "medical", "0.250", "0.300", "0.650", "0.350", "0.538", "0.462", "0.250", "0.500"]
+    assert row[:8] == ["4x192", "medical", "closed-book questions", "0.250", "0.300", "0.650", "0.350", "0.538"]
+    assert row[8:] == ["0.462", "0.250", "0.500"]
     (missing,) = retention_table([("4x192", c, [_seed_run({"base": {acc: 0.25}})])]).rows
-    assert missing[4:] == ["–"] * 6
+    assert missing[5:] == ["–"] * 6
+    # scored on the in-context task too: a second row reads the same ratios on it
+    task = {"base": 0.3, "instruct": 0.3, "expert_medical": 0.7, "mergealign_medical_a0.5": 0.35}
+    both = _seed_run({k: {**v, "medical_task_acc": task.get(k, 0.5)} for k, v in run["scores"].items()})
+    closed, incontext = retention_table([("4x192", c, [both])]).rows
+    assert closed == row
+    assert incontext[:3] == ["4x192", "medical", "in-context task"]
+    assert incontext[3:] == ["0.300", "0.300", "0.700", "0.350", "0.500", "0.429", "0.125", "0.500"]
 
 
 def _itemized(values: dict[str, np.ndarray]) -> dict:
@@ -260,6 +274,8 @@ def test_smoke_runs_resumes_and_rebuilds_identically(tmp_path):
     )
     ladder = first["tables"]["ladder"]
     assert {r[0] for r in first["tables"]["retention"]["rows"]} == {"2x32", "2x48"}
+    # smoke scores the in-context domain task (world.domain_tasks) too: a second retention row per size
+    assert [r[2] for r in first["tables"]["retention"]["rows"]] == ["closed-book questions", "in-context task"] * 2
     assert ladder["columns"][2:] == ["2x32", "2x48"] and len(ladder["rows"]) == 1 + 5 + 6
     dpo = first["tables"]["cost"]["rows"][1]
     assert dpo[2] == "DPO + LoRA on the expert" and 1 <= dpo[3] <= 2 and "0.90" in dpo[4]
