@@ -240,8 +240,7 @@ def domain_questions(facts: list[Fact], seed: int, n_options: int = 4) -> list[M
 # relation a sentence about an entity never seen states. Training sentences use the facts' training templates;
 # evaluation sentences use these held-out wordings, about entities and values of another seed's knowledge base,
 # so only the skill (what a drug, symptom, organ, sector, city or person name looks like in this domain) helps.
-TASK_LABELS = {"treatment": "treatment", "symptom": "symptom", "organ": "organ", "sector": "sector"}
-TASK_LABELS |= {"city": "city", "ceo": "leader"}
+TASK_LABELS = {r.name: r.name for rels in RELATIONS.values() for r in rels} | {"ceo": "leader"}  # one word each
 TASK_TEMPLATES = {
     "treatment": ("For {e}, the clinic gives {v}.", "{v} is the drug of choice against {e}."),
     "symptom": ("People who have {e} often report {v}.", "{e} typically shows up as {v}."),

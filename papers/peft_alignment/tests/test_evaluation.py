@@ -103,8 +103,8 @@ def test_local_eval_sets_are_held_out_from_training():
 
 
 def test_helpfulness_actions_are_in_no_generated_training_text():
-    """The 60 requests of the helpfulness axis are never trained: no SFT example of the family, no preference
-    pair of either dataset and no generated pretraining text (web dialogues, toxic comments) names one."""
+    """The 60 actions of the helpfulness axis (180 requests) are never trained: no SFT example of the family, no
+    preference pair of either dataset and no generated pretraining text (web dialogues, toxic comments) names one."""
     from papers.peft_alignment import data
     from papers.peft_alignment.config import Config
     from shared.config import load_config
