@@ -121,6 +121,12 @@ def test_gguf_loads_as_the_model_it_was_written_from(tmp_path):
     assert pretrained.convert(path, tmp_path / "converted") == folder  # second call: no reconversion
     assert (folder / pretrained.WEIGHTS).stat().st_mtime_ns == mtime
     assert json.loads((folder / "source.json").read_text())["gguf"] == "tiny.F32.gguf"
+    # a folder converted by older code, without `architectures` (mergekit cannot read it), is converted anew
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": None}))
+    assert pretrained.convert(path, tmp_path / "converted") == folder
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
 
 
 def test_safetensors_round_trip_without_the_tied_head(tmp_path):
@@ -134,9 +140,11 @@ def test_safetensors_round_trip_without_the_tied_head(tmp_path):
     ids = [1, 4, 9, 16, 25, 3]
     for tie in (True, False):
         ref = tiny_llama(tie=tie, seed=1)
+        ref.config.architectures = None  # as a model read from GGUF has it
         folder = pretrained.save_state(ref, tok, tmp_path / f"tie-{tie}", meta={"why": "test"})
         with safe_open(str(folder / pretrained.WEIGHTS), "pt") as f:
             assert ("lm_head.weight" in f.keys()) is not tie
+        assert json.loads((folder / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]  # mergekit
         again = AutoModelForCausalLM.from_pretrained(folder).eval()
         assert torch.equal(_logits(again, ids), _logits(ref, ids))
         if tie:

@@ -93,6 +93,8 @@ def save_state(model, tokenizer, dest: str | Path, meta: dict | None = None) -> 
     config.pop("quantization_config", None)  # dequantized float32 weights: nothing is quantized any more
     config["dtype"] = "float32"
     config.pop("torch_dtype", None)
+    # a model read from GGUF has no `architectures`; mergekit picks its tensor layout from it
+    config["architectures"] = config.get("architectures") or [type(model).__name__]
     with atomic_dir(dest) as tmp:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         os.chmod(tmp / WEIGHTS, FILE_MODE)  # safetensors writes 0600
@@ -110,7 +112,8 @@ def convert(gguf_path: str | Path, root: str | Path) -> Path:
     gguf_path = Path(gguf_path)
     dest = Path(root) / f"{gguf_path.stem}-{file_key(gguf_path)}"
     if (dest / WEIGHTS).is_file() and (dest / "config.json").is_file():
-        return dest
+        if json.loads((dest / "config.json").read_text()).get("architectures"):
+            return dest  # else a conversion by older code, which mergekit cannot read: convert anew
     model, tok = load_gguf(gguf_path)
     meta = {"gguf": gguf_path.name, "sha256_prefix": dest.name.rsplit("-", 1)[1], "dequantized_to": "float32"}
     return save_state(model, tok, dest, meta)
