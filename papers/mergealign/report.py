@@ -670,6 +670,9 @@ def plots(run: Run, per_seed: list[dict], cfg: Config) -> list[str]:
 
 
 def size_label(cfg: Config) -> str:
+    """The family's size as the tables name it: layers x width, or the pretrained start and its LoRA rank."""
+    if cfg.adapter.start:
+        return f"{cfg.adapter.start} + LoRA r{cfg.adapter.lora_r}"
     m = cfg.family.model
     return f"{m.num_layers}x{m.hidden_size}"
 
@@ -724,10 +727,19 @@ def write_report(
         tables["similarity"] = _sized(similarity_table(per_seed, cfg), here)
     figures = plots(run, per_seed, cfg) if any(r["scores"] for r in per_seed) else []
     fam = cfg.family
+    if cfg.adapter.start:
+        family = (
+            f"{cfg.adapter.start} as base; LoRA r {cfg.adapter.lora_r} vectors: safety SFT {fam.instruct.steps} steps "
+            f"(instruct), knowledge {fam.expert.steps} steps (experts)"
+        )
+    else:
+        family = (
+            f"vocab {fam.vocab_size}, Llama {fam.model.num_layers} layers x {fam.model.hidden_size} hidden; base "
+            f"{fam.base.steps} steps, instruct SFT {fam.instruct.steps} steps, experts {fam.expert.steps} steps"
+        )
     notes = [
-        f"source {cfg.source}; family: vocab {fam.vocab_size}, Llama {fam.model.num_layers} layers x "
-        f"{fam.model.hidden_size} hidden; base {fam.base.steps} steps, instruct SFT {fam.instruct.steps} steps, "
-        f"experts {fam.expert.steps} steps; DPO/ORPO {cfg.preference.steps} steps (LoRA r {cfg.preference.lora_r})",
+        f"source {cfg.source}; family: {family}; DPO/ORPO at most {cfg.preference.steps} steps "
+        f"(LoRA r {cfg.preference.lora_r})",
         "judges: refusal markers (safe = the reply contains a refusal marker, shared/lm_family/evaluate.py) and, "
         "where shown, a logistic classifier over all-MiniLM-L6-v2 embeddings (shared/lm_family/judge.py)"
         if cfg.eval.judge == "refusal"

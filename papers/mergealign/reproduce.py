@@ -27,7 +27,7 @@ import yaml
 from papers.mergealign import merges as mk
 from papers.mergealign.config import Config
 from papers.mergealign.evaluation import EVAL_VERSION, EvalSets, evaluate_model, local_eval_sets, refusal_judge
-from papers.mergealign.report import write_report
+from papers.mergealign.report import size_label, write_report
 from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.environment import child_malloc_env, keep_freed_memory
@@ -336,7 +336,7 @@ def run_analysis(run: Run, cfg: Config, members: Members, models: dict, seed: in
 def rung_configs(cfg: Config) -> list[tuple[str, Config, str]]:
     """(label, config, tag) of every size-ladder rung: first the family's own size (the one the verdicts
     read), then each `ladder` shape with `ladder_merge`'s merges."""
-    out = [(ladder_label(cfg.family.model), cfg, "")]
+    out = [(size_label(cfg), cfg, "")]
     for shape in cfg.ladder:
         family = dataclasses.replace(cfg.family, model=shape)
         rung = dataclasses.replace(cfg, family=family, ladder=[], merge=cfg.ladder_merge or cfg.merge)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from papers.mergealign.config import Config
-from papers.mergealign.report import evaluate_targets, slerp_safety_at, target_intervals
+from papers.mergealign.report import evaluate_targets, size_label, slerp_safety_at, target_intervals
 from papers.mergealign.reproduce import PAPER_DIR, main
 from shared.config import ConfigError, load_config
 from shared.lm_family import real_prompts
@@ -67,6 +67,7 @@ def test_configs_parse_with_their_sizes():
     smol, medium = cfg("mini_smollm2"), cfg("medium")
     assert (smol.adapter, smol.family.device, smol.family.domains) == (medium.adapter, "cpu", ["medical"])
     assert smol.merge.alpha == 0.5 and set(smol.merge.baselines) == {"slerp", "dpo"} and smol.ladder == []
+    assert (size_label(smol), size_label(mini)) == ("smollm2 + LoRA r16", "4x192")  # how tables name the size
 
 
 @pytest.mark.parametrize(
