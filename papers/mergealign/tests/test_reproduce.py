@@ -63,9 +63,9 @@ def test_configs_parse_with_their_sizes():
     same = dataclasses.replace(cfg("mini_incontext"), scale="mini")
     same.family.world.domain_tasks = False
     assert same == mini
-    # the SmolLM2 cells at mini (ours) run medium's LoRA-vector family on the CPU: one domain, the paper's a
+    # the SmolLM2 cells at mini (ours) run medium's LoRA-vector family on the CPU, both domains, the paper's a
     smol, medium = cfg("mini_smollm2"), cfg("medium")
-    assert (smol.adapter, smol.family.device, smol.family.domains) == (medium.adapter, "cpu", ["medical"])
+    assert (smol.adapter, smol.family.device, smol.family.domains) == (medium.adapter, "cpu", medium.family.domains)
     assert smol.merge.alpha == 0.5 and set(smol.merge.baselines) == {"slerp", "dpo"} and smol.ladder == []
     assert (size_label(smol), size_label(mini)) == ("smollm2 + LoRA r16", "4x192")  # how tables name the size
 
