@@ -669,12 +669,16 @@ def plots(run: Run, per_seed: list[dict], cfg: Config) -> list[str]:
     return list(FIGURES[:2])
 
 
+def shape_label(m) -> str:
+    """A from-scratch model's size as the tables and the ladder's rungs name it: layers x width."""
+    return f"{m.num_layers}x{m.hidden_size}"
+
+
 def size_label(cfg: Config) -> str:
-    """The family's size as the tables name it: layers x width, or the pretrained start and its LoRA rank."""
+    """The family's size: its shape, or the pretrained start and its LoRA rank (a LoRA-vector family)."""
     if cfg.adapter.start:
         return f"{cfg.adapter.start} + LoRA r{cfg.adapter.lora_r}"
-    m = cfg.family.model
-    return f"{m.num_layers}x{m.hidden_size}"
+    return shape_label(cfg.family.model)
 
 
 def _sized(table: Table, text: str) -> Table:

@@ -27,7 +27,7 @@ import yaml
 from papers.mergealign import merges as mk
 from papers.mergealign.config import Config
 from papers.mergealign.evaluation import EVAL_VERSION, EvalSets, evaluate_model, local_eval_sets, refusal_judge
-from papers.mergealign.report import size_label, write_report
+from papers.mergealign.report import shape_label, size_label, write_report
 from shared.cli import begin, run_command
 from shared.config import to_dict
 from shared.environment import child_malloc_env, keep_freed_memory
@@ -287,10 +287,6 @@ def preference_prompts(cfg: Config, seed: int) -> dict | None:
     }
 
 
-def ladder_label(m) -> str:
-    return f"{m.num_layers}x{m.hidden_size}"
-
-
 def run_analysis(run: Run, cfg: Config, members: Members, models: dict, seed: int, compute: bool = True) -> dict:
     """Vector similarity, distances and CKA for each domain's MergeAlign at the paper's a (and SLERP)."""
     from papers.mergealign import analysis as an
@@ -340,7 +336,7 @@ def rung_configs(cfg: Config) -> list[tuple[str, Config, str]]:
     for shape in cfg.ladder:
         family = dataclasses.replace(cfg.family, model=shape)
         rung = dataclasses.replace(cfg, family=family, ladder=[], merge=cfg.ladder_merge or cfg.merge)
-        out.append((ladder_label(shape), rung, f"-{ladder_label(shape)}"))
+        out.append((shape_label(shape), rung, f"-{shape_label(shape)}"))
     return out
 
 
