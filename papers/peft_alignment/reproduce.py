@@ -77,6 +77,17 @@ def eval_sets(cfg: Config) -> EvalSets:
     return local_eval_sets(cfg.eval, prose, cfg.family.seed, cfg.data.train_areas)
 
 
+def model_sets(cfg: Config, model: str, sets: EvalSets) -> tuple[EvalSets, dict]:
+    """The evaluation sets a model (its grid cells and merges too) is scored on, and their cache key: SmolLM2's
+    are cut to `smollm2_eval_fraction`, the rest are whole."""
+    key = {**to_dict(cfg.eval), "version": EVAL_VERSION}
+    if model != "smollm2" or cfg.smollm2_eval_fraction >= 1.0:
+        return sets, key
+    from papers.peft_alignment.evaluation import shrink
+
+    return shrink(sets, cfg.smollm2_eval_fraction), {**key, "fraction": cfg.smollm2_eval_fraction}
+
+
 Task = tuple[str, Callable, tuple]  # (label, worker function, its arguments)
 
 
@@ -110,12 +121,7 @@ def run_grid(
     cfg_dict = to_dict(cfg)
     base_keys = {name: merging.weights_key(path) for name, path in models.items()}
     eval_key = {**to_dict(cfg.eval), "version": EVAL_VERSION}
-    smol_sets, smol_key = sets, eval_key
-    if cfg.smollm2_eval_fraction < 1.0:
-        from papers.peft_alignment.evaluation import shrink
-
-        smol_sets = shrink(sets, cfg.smollm2_eval_fraction)
-        smol_key = {**eval_key, "fraction": cfg.smollm2_eval_fraction}
+    smol_sets, smol_key = model_sets(cfg, "smollm2", sets)
     jobs = grid.plan(cfg)
     mine = {j.name for i, j in enumerate(jobs) if i % cfg.grid.num_shards == cfg.grid.shard}  # this task runs these
     results: dict[str, dict] = {}
@@ -164,6 +170,7 @@ def run_merges(
     """Table 3: SLERP of two aligned models and DARE-TIES of two or four, over each original model."""
     cfg_dict, out, tasks, keys, paths = to_dict(cfg), {}, [], {}, {}
     for model in cfg.grid.models:
+        msets, eval_key = model_sets(cfg, model, sets)  # SmolLM2's merges on SmolLM2's sets, as its cells
         for seed in cfg.seeds:
             parents = {k: merged.get(j.name) for k, j in grid.merge_parents(cfg, model, seed).items()}
             if any(p is None or not (Path(p) / "config.json").is_file() for p in parents.values()):
@@ -178,7 +185,7 @@ def run_merges(
                 label = f"{name}-{model}-s{seed}"
                 key = content_hash({"merge": mk_cfg, "parents": sorted(Path(p).name for p in parents.values())})
                 dest = run.dir / "merges" / f"{label}-{key}"
-                keys[label] = {"merge": key, "eval": {**to_dict(cfg.eval), "version": EVAL_VERSION}}
+                keys[label] = {"merge": key, "eval": eval_key}
                 paths[label] = dest
                 found = run.lookup_json("merge", keys[label])
                 if found is not None:
@@ -188,7 +195,7 @@ def run_merges(
                     continue
                 if not (dest / "config.json").is_file():
                     merging.run_mergekit(mk_cfg, dest, seed=seed, device=cfg.family.device)
-                tasks.append((label, grid.run_eval_job, (cfg_dict, str(dest), sets)))
+                tasks.append((label, grid.run_eval_job, (cfg_dict, str(dest), msets)))
     if tasks:
         with run.stage(stage_label):
             for name, result in progress(execute(cfg, tasks), total=len(tasks), desc=stage_label):

@@ -132,6 +132,36 @@ def test_mini_long_is_mini_with_four_times_the_alignment_budget():
     assert to_dict(same) == to_dict(mini)
 
 
+def test_mini_smollm2_is_minis_bt_grid_with_smollm2_as_the_instruct_model():
+    """Our extension swaps the instruct model and cuts what an hour allows (one seed, the BeaverTails cells, no
+    QLoRA comparison or ladder, half of every evaluation set, for every model alike); the rest is mini's."""
+    mini, smol = cfg("mini"), cfg("mini_smollm2")
+    assert smol.smollm2 == "grid" and smol.grid.models == ["base", "smollm2"] and smol.grid.datasets == ["bt"]
+    assert smol.model_kind("smollm2") == "instruct" and smol.smollm2_eval_fraction == 1.0
+    assert len(grid.plan(smol)) == 2 * 2 * 3
+    e = smol.eval
+    assert (e.n_knowledge, e.n_reasoning, e.n_toxicity) == (
+        mini.eval.n_knowledge // 2,
+        mini.eval.n_reasoning // 2,
+        mini.eval.n_toxicity // 2,
+    )
+    same = dataclasses.replace(
+        smol,
+        scale="mini",
+        seeds=mini.seeds,
+        smollm2=mini.smollm2,
+        smollm2_eval_fraction=mini.smollm2_eval_fraction,
+        ladder=mini.ladder,
+        grid=dataclasses.replace(
+            smol.grid, models=mini.grid.models, datasets=mini.grid.datasets, compare_adapter="qlora"
+        ),
+        eval=dataclasses.replace(
+            e, n_knowledge=mini.eval.n_knowledge, n_reasoning=mini.eval.n_reasoning, n_helpful=0, n_toxicity=30
+        ),
+    )
+    assert to_dict(same) == to_dict(mini)
+
+
 def test_shrink_keeps_every_group_and_attribute():
     from papers.peft_alignment.evaluation import EvalSets, shrink
 
@@ -145,6 +175,21 @@ def test_shrink_keeps_every_group_and_attribute():
     assert shrink(sets, 1.0) == sets
     with pytest.raises(ValueError, match="fraction must be in"):
         shrink(sets, 0.0)
+
+
+def test_smollm2_cells_and_merges_are_scored_on_the_same_cut_sets():
+    """A SmolLM2 merge was scored on the whole sets while its parents saw a fraction: one set choice serves both."""
+    from papers.peft_alignment.evaluation import EvalSets
+    from papers.peft_alignment.reproduce import model_sets
+
+    harmful = [{"prompt": f"h{i}", "group": "a"} for i in range(8)]
+    sets = EvalSets(list(range(40)), list(range(20)), list(range(8)), [f"t{i}" for i in range(14)], harmful, ["b"])
+    c = cfg("mini", "smollm2=grid", "grid.models=[base, smollm2]", "smollm2_eval_fraction=0.25")
+    (smol, smol_key), (base, base_key) = model_sets(c, "smollm2", sets), model_sets(c, "base", sets)
+    assert len(smol.knowledge) == 10 and base == sets
+    assert smol_key["fraction"] == 0.25 and "fraction" not in base_key and smol_key != base_key
+    whole = cfg("mini", "smollm2=grid", "grid.models=[base, smollm2]", "smollm2_eval_fraction=1.0")
+    assert model_sets(whole, "smollm2", sets) == (sets, base_key)
 
 
 def test_full_dry_run_renders_the_slurm_array(capsys):
