@@ -162,6 +162,24 @@ def test_mini_smollm2_is_minis_bt_grid_with_smollm2_as_the_instruct_model():
     assert to_dict(same) == to_dict(mini)
 
 
+def test_mini_smollm2_dpo_long_is_one_mini_smollm2_cell_at_four_times_the_dpo_budget():
+    smol, long = cfg("mini_smollm2"), cfg("mini_smollm2_dpo_long")
+    assert [j.name for j in grid.plan(long)] == ["bt-dpo-smollm2-harmless-lora-s0"]
+    assert (long.dpo.steps, long.data.n_pairs) == (4 * smol.dpo.steps, 4 * smol.data.n_pairs)
+    same = dataclasses.replace(
+        long,
+        scale="mini_smollm2",
+        parallel_runs=smol.parallel_runs,
+        family=dataclasses.replace(long.family, num_threads=smol.family.num_threads),
+        data=smol.data,
+        dpo=dataclasses.replace(long.dpo, steps=smol.dpo.steps),
+        grid=dataclasses.replace(
+            long.grid, models=smol.grid.models, methods=smol.grid.methods, preferences=smol.grid.preferences
+        ),
+    )
+    assert to_dict(same) == to_dict(smol)
+
+
 def test_shrink_keeps_every_group_and_attribute():
     from papers.peft_alignment.evaluation import EvalSets, shrink
 
