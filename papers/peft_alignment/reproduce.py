@@ -120,8 +120,7 @@ def run_grid(
     """Align and evaluate every job of this shard (cached); evaluate the original models."""
     cfg_dict = to_dict(cfg)
     base_keys = {name: merging.weights_key(path) for name, path in models.items()}
-    eval_key = {**to_dict(cfg.eval), "version": EVAL_VERSION}
-    smol_sets, smol_key = model_sets(cfg, "smollm2", sets)
+    scored = {name: model_sets(cfg, name, sets) for name in models}  # (sets, their cache key) per original model
     jobs = grid.plan(cfg)
     mine = {j.name for i, j in enumerate(jobs) if i % cfg.grid.num_shards == cfg.grid.shard}  # this task runs these
     results: dict[str, dict] = {}
@@ -130,7 +129,7 @@ def run_grid(
     merged: dict[str, str] = {}
     for job in jobs:
         akey = grid.adapter_key(cfg, job, base_keys[job.model])
-        keys[job.name] = {"adapter": akey, "eval": smol_key if job.model == "smollm2" else eval_key}
+        keys[job.name] = {"adapter": akey, "eval": scored[job.model][1]}
         adir = run.dir / "adapters" / f"{job.name}-{akey}"
         mdir = run.dir / "merged" / f"{job.name}-{akey}" if needs_merged(cfg, job) else None
         if mdir is not None:
@@ -139,17 +138,15 @@ def run_grid(
         if found is not None and (mdir is None or (mdir / "config.json").is_file()):
             results[job.name] = found
         elif job.name in mine:
-            job_sets = smol_sets if job.model == "smollm2" else sets
-            args = (cfg_dict, job, models[job.model], str(adir), str(mdir) if mdir else None, job_sets)
+            args = (cfg_dict, job, models[job.model], str(adir), str(mdir) if mdir else None, scored[job.model][0])
             tasks.append((job.name, grid.run_align_job, args))
     for name, path in models.items():
-        keys[f"original-{name}"] = {"model": base_keys[name], "eval": smol_key if name == "smollm2" else eval_key}
+        keys[f"original-{name}"] = {"model": base_keys[name], "eval": scored[name][1]}
         found = run.lookup_json("job", keys[f"original-{name}"])
         if found is not None:
             results[f"original-{name}"] = found
         elif cfg.grid.shard == 0:  # in a SLURM array, the first task scores the originals (first: SmolLM2's is long)
-            job_sets = smol_sets if name == "smollm2" else sets
-            tasks.insert(0, (f"original-{name}", grid.run_eval_job, (cfg_dict, path, job_sets)))
+            tasks.insert(0, (f"original-{name}", grid.run_eval_job, (cfg_dict, path, scored[name][0])))
     if "align" in stages and tasks:
         log.info("%d of %d jobs to run, %d at a time", len(tasks), len(jobs) + len(models), cfg.parallel_runs)
         with run.stage(label):
