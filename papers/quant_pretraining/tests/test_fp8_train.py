@@ -12,6 +12,7 @@ from papers.quant_pretraining.quantize import (
     AMAX_HISTORY,
     E5M2_MAX,
     FP8_MAX,
+    _fp8_mm,
     fp8_train_linear,
     quantize_linears,
 )
@@ -58,6 +59,25 @@ def test_real_fp8_step_equals_its_fake_quant_simulation():
         outs[simulate] = (y.detach(), x.grad, w.grad, b.grad, hist)
     for real, fake in zip(outs[False], outs[True], strict=True):
         torch.testing.assert_close(real, fake, rtol=1e-5, atol=1e-6)
+
+
+@needs_scaled_mm
+def test_a_cpu_fp8_product_is_the_fp32_one_whichever_kernel_torch_would_pick():
+    """With oneDNN on (torch's default, which hands FP8 products to oneDNN on CPUs with AMX) and after a product
+    of other shapes and types, the layer's product equals its fp32 dequantized simulation bit for bit. On a CPU
+    without AMX this holds for raw torch._scaled_mm too; on one with it only through quantize.scaled_mm."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(48, 64, generator=g), torch.randn(32, 64, generator=g) * 0.05
+    sa, sb = a.abs().amax() / FP8_MAX, b.abs().amax() / FP8_MAX
+    a8, b8 = (a / sa).to(torch.float8_e4m3fn), (b / sb).to(torch.float8_e4m3fn)
+    one = torch.ones(())
+    with torch.backends.mkldnn.flags(enabled=True):
+        for earlier in (False, True):
+            if earlier:
+                e5 = torch.ones(16, 16).to(torch.float8_e5m2)
+                torch._scaled_mm(e5, torch.ones(16, 16).to(torch.float8_e4m3fn).t(), scale_a=one, scale_b=one)
+            real = _fp8_mm(a8, sa, b8, sb, torch.float32, simulate=False)
+            assert torch.equal(real, _fp8_mm(a8, sa, b8, sb, torch.float32, simulate=True))
 
 
 def test_fp8_layer_is_the_fp8_arithmetic_of_a_float64_reference():
