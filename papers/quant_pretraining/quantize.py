@@ -95,8 +95,7 @@ def scaled_mm(a8: torch.Tensor, b8: torch.Tensor, **kwargs) -> torch.Tensor:
     (on CPUs with AMX) or dequantize to fp32 and multiply. Measured on an Intel Xeon with AMX: oneDNN's product
     differs from the fp32 one by 2e-7, and a 6-step FP8 training curve moved by 1.3e-4 when one other FP8
     product had been computed earlier in the process. So on a CPU oneDNN is off for this call, and an FP8
-    product is the fp32 one on every CPU (the AMD EPYC of the committed runs took that path anyway); GPUs run
-    their FP8 kernels."""
+    product is the fp32 one on every CPU; GPUs run their FP8 kernels."""
     if a8.device.type != "cpu":
         return torch._scaled_mm(a8, b8, **kwargs)
     with torch.backends.mkldnn.flags(enabled=False):

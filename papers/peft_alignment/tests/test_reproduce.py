@@ -156,7 +156,11 @@ def test_mini_smollm2_is_minis_bt_grid_with_smollm2_as_the_instruct_model():
             smol.grid, models=mini.grid.models, datasets=mini.grid.datasets, compare_adapter="qlora"
         ),
         eval=dataclasses.replace(
-            e, n_knowledge=mini.eval.n_knowledge, n_reasoning=mini.eval.n_reasoning, n_helpful=0, n_toxicity=30
+            e,
+            n_knowledge=mini.eval.n_knowledge,
+            n_reasoning=mini.eval.n_reasoning,
+            n_helpful=mini.eval.n_helpful,
+            n_toxicity=mini.eval.n_toxicity,
         ),
     )
     assert to_dict(same) == to_dict(mini)
