@@ -67,6 +67,11 @@ def test_configs_parse_with_their_sizes():
     smol, medium = cfg("mini_smollm2"), cfg("medium")
     assert (smol.adapter, smol.family.device, smol.family.domains) == (medium.adapter, "cpu", medium.family.domains)
     assert smol.merge.alpha == 0.5 and set(smol.merge.baselines) == {"slerp", "dpo"} and smol.ladder == []
+    # DPO trains to the same stated safety under mini's step cap, so its tax is read at matched safety
+    assert (smol.preference.target_safety, smol.preference.steps) == (
+        mini.preference.target_safety,
+        mini.preference.steps,
+    )
     assert (size_label(smol), size_label(mini)) == ("smollm2 + LoRA r16", "4x192")  # how tables name the size
 
 
