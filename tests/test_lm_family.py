@@ -469,6 +469,12 @@ def test_adapter_family_vectors_are_low_rank_and_share_the_start(tok, tmp_path):
         assert moved > 0
     again = build_adapter_family(spec, tmp_path / "fam", start, lora_r=2, lora_alpha=4)
     assert again.instruct == fam.instruct  # cached
+    # another seed is another family (its knowledge base and training draws differ): it reads no folder of seed 0's
+    other = build_adapter_family(dataclasses.replace(spec, seed=1), tmp_path / "fam", start, lora_r=2, lora_alpha=4)
+    for a, b in ((fam.instruct, other.instruct), (fam.experts["medical"], other.experts["medical"])):
+        assert a != b
+        sa, sb = load_state(a), load_state(b)
+        assert any(not torch.equal(sa[n], sb[n]) for n in sa)
 
 
 @pytest.mark.slow
