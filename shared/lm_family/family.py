@@ -282,10 +282,10 @@ def build_adapter_family(
         save_model(model, tok, folder)
         atomic_write_json(folder / "train_log.json", {"loss": losses})
 
-    # the seed is in every key: it draws the examples, the knowledge bases and the training order, and the start's
-    # weights do not carry it (as the from-scratch base's key does for its descendants)
-    key = {"start": start_key, "seed": spec.seed, "train": to_dict(spec.instruct), "world": to_dict(spec.world)}
-    key["lora"] = lora
+    # what every adapter's key names; the seed too: it draws the examples, the knowledge bases and the training
+    # order, and the start's weights do not carry it (as the from-scratch base's key does for its descendants)
+    shared_key = {"start": start_key, "seed": spec.seed, "world": to_dict(spec.world), "lora": lora}
+    key = {**shared_key, "train": to_dict(spec.instruct)}
     family.instruct, family.keys["instruct"] = cached_folder(root, "adapter-instruct", key, build_instruct)
     for domain in spec.domains:
 
@@ -305,8 +305,7 @@ def build_adapter_family(
             save_model(model, tok, folder)
             atomic_write_json(folder / "train_log.json", {"loss": losses})
 
-        key = {"start": start_key, "seed": spec.seed, "train": to_dict(spec.expert), "domain": domain}
-        key |= {"world": to_dict(spec.world), "lora": lora}
+        key = {**shared_key, "train": to_dict(spec.expert), "domain": domain}
         family.experts[domain], family.keys[f"expert/{domain}"] = cached_folder(
             root, f"adapter-expert/{domain}", key, build_expert
         )
