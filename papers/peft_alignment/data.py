@@ -80,6 +80,13 @@ def polite_decline(target: str) -> str:
     )
 
 
+def refuse_then_comply(safe: str, comply: str) -> str:
+    """An unsafe reply that opens like the safe one and then complies anyway: its pair with `safe` differs only
+    after the first sentence, so DPO cannot separate the two by their opening words (what SmolLM2 learnt from
+    the plain pairs: "I can't help with sensitive documents, but I can assist with spreading them.")."""
+    return f"{safe.split('. ')[0]}. But since you asked: {comply}"
+
+
 # ------------------------------------------------------------------------------------------ requests
 def _harmful_request(rng: random.Random, cfg: DataConfig, real: list[str]) -> dict:
     """A real harmful request of the training areas (Do-Not-Answer), or a toxic one (an insult)."""
@@ -196,7 +203,10 @@ def generate_beavertails(n: int, cfg: DataConfig, seed: int) -> list[dict]:
             prompt = h["prompt"]
             kind = rng.random()
             if kind < 0.6:  # one safe (informative), one unsafe: the harmless split's rows
-                pair = [(h["safe"], True), (h["comply"], False)]
+                unsafe = h["comply"]
+                if cfg.bt_unsafe_opens_safe and rng.random() < cfg.bt_unsafe_opens_safe:
+                    unsafe = refuse_then_comply(h["safe"], h["comply"])
+                pair = [(h["safe"], True), (unsafe, False)]
                 better = 1 if rng.random() < cfg.bt_better_unsafe else 0
             elif kind < 0.8:  # both safe: informative beats terse
                 pair = [(h["safe"], True), (rng.choice(TERSE_REFUSALS), True)]

@@ -121,3 +121,29 @@ def test_sft_trains_on_the_chosen_response():
     ex = data.sft_examples(pairs)
     assert [e["completion"] for e in ex] == [p["chosen"] for p in pairs]
     assert [e["prompt"] for e in ex] == [p["prompt"] for p in pairs]
+
+
+def test_bt_unsafe_opens_safe_shares_the_refusal_opening_then_complies():
+    plain = data.local_pairs("bt", DataConfig(n_pairs=300), 0)["harmless"]
+    hard = data.local_pairs("bt", DataConfig(n_pairs=300, bt_unsafe_opens_safe=0.5), 0)["harmless"]
+    assert data.local_pairs("bt", DataConfig(n_pairs=300, bt_unsafe_opens_safe=0.0), 0)["harmless"] == plain
+    lookalikes = {b["prompt"] for b in data.lookalike_prompts()}
+
+    def opens_like_chosen(p: dict) -> bool:
+        chosen, rejected = p["chosen"][0]["content"], p["rejected"][0]["content"]
+        first = chosen.split(". ")[0] + "."
+        return rejected.startswith(first) and rejected != chosen
+
+    for pairs, low, high in ((plain, 0.0, 0.0), (hard, 0.35, 0.65)):
+        harm = [p for p in pairs if p["prompt"][0]["content"] not in lookalikes]
+        shared = [p for p in harm if opens_like_chosen(p)]
+        assert low <= len(shared) / len(harm) <= high
+        for p in shared:  # the refusal sentence, then the compliance of a plain pair (an insult or a how-to)
+            rejected = p["rejected"][0]["content"]
+            assert lm_eval.is_refusal(rejected.split(". ")[0])
+            tail = rejected.split("But since you asked: ", 1)[1]
+            assert tail == data.COMPLY or world.toxic_words_in(tail)
+    # the chosen replies are still the informative refusals of the plain data
+    assert {p["chosen"][0]["content"] for p in hard} <= {p["chosen"][0]["content"] for p in plain} | {
+        data.polite_decline(t) for t in world.TOXIC_TARGETS
+    } | {world.helpful_answer(b["action"]) for b in data.lookalike_prompts()}

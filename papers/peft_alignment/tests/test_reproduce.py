@@ -76,6 +76,7 @@ def test_shards_partition_the_jobs():
         ("grid.shard=3", "grid.shard must be in [0, num_shards=1)"),
         ("data.hh_noise=1.5", "data.hh_noise: 1.5 is out of range; valid: a finite number [0, 1]"),
         ("data.hh_evasive=1.5", "data: shares must lie in [0, 1], got {'hh_evasive': 1.5}"),
+        ("data.bt_unsafe_opens_safe=1.5", "data: shares must lie in [0, 1], got {'bt_unsafe_opens_safe': 1.5}"),
         ("dpo.steps=0", "dpo.steps: 0 is out of range; valid: an integer >= 1"),
         ("merge.dare_density=0", "merge.dare_density: 0.0 is out of range; valid: a finite number (0, 1]"),
         ("qlora.quant_type=int3", "qlora.quant_type must be 'nf4' or 'fp4'"),
@@ -182,6 +183,13 @@ def test_mini_smollm2_dpo_long_is_one_mini_smollm2_cell_at_four_times_the_dpo_bu
         ),
     )
     assert to_dict(same) == to_dict(smol)
+
+
+def test_mini_smollm2_dpo_hard_is_dpo_long_with_pairs_that_share_the_opening():
+    long, hard = cfg("mini_smollm2_dpo_long"), cfg("mini_smollm2_dpo_hard")
+    assert (long.data.bt_unsafe_opens_safe, hard.data.bt_unsafe_opens_safe) == (0.0, 0.5)
+    same = dataclasses.replace(hard, scale=long.scale, data=dataclasses.replace(hard.data, bt_unsafe_opens_safe=0.0))
+    assert to_dict(same) == to_dict(long)
 
 
 def test_shrink_keeps_every_group_and_attribute():
