@@ -110,6 +110,14 @@ def lora_config(m: MethodConfig):
     )
 
 
+def dpo_loss(m: MethodConfig) -> dict:
+    """trl's DPO loss settings: plain DPO (the paper's), or DPO plus an SFT term on the chosen reply
+    (`sft_weight`, ours), which raises the refusal's likelihood instead of only lowering the compliance's."""
+    if not m.sft_weight:
+        return {"beta": m.beta}
+    return {"beta": m.beta, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, m.sft_weight]}
+
+
 def training_args(method: str, m: MethodConfig, out: str, seed: int, num_threads: int, device: str) -> dict:
     return {
         "output_dir": out,
@@ -126,7 +134,7 @@ def training_args(method: str, m: MethodConfig, out: str, seed: int, num_threads
         "logging_steps": max(1, m.steps // 10),
         "seed": seed,
         "data_seed": seed,
-        **({"beta": m.beta} if method == "dpo" else {"completion_only_loss": True}),
+        **(dpo_loss(m) if method == "dpo" else {"completion_only_loss": True}),
         **cpu_settings(num_threads, device),
     }
 

@@ -63,6 +63,9 @@ class MethodConfig:
     optimizer: str = "paged_adamw_8bit"  # bitsandbytes' paged AdamW (CPU: warns and runs unpaged)
     max_length: int = 512
     beta: float = 0.1  # DPO only: not reported by the paper; trl's default
+    # DPO only, ours (0 in the paper's recipe and every config but mini_smollm2_dpo_sft): the weight of an SFT
+    # (negative log-likelihood) term on the chosen reply beside the DPO loss, trl's loss_type ["sigmoid", "sft"].
+    sft_weight: float = 0.0
 
 
 @dataclass
@@ -240,6 +243,9 @@ class Config:
                 raise ConfigError(f"{name}.target_modules: {bad or 'empty'} not allowed; valid: {ALL_PROJ}")
         if self.qlora.quant_type not in ("nf4", "fp4"):
             raise ConfigError(f"qlora.quant_type must be 'nf4' or 'fp4', got {self.qlora.quant_type!r}")
+        if self.sft.sft_weight:
+            w = self.sft.sft_weight
+            raise ConfigError(f"sft.sft_weight: {w} not allowed; valid: 0 (only DPO takes an SFT term)")
         if self.merge.dataset not in DATASETS:
             raise ConfigError(f"merge.dataset must be one of {DATASETS}, got {self.merge.dataset!r}")
         # hh_evasive, bt_better_unsafe, ... are shares whose names the shared ranges cannot tell from counts

@@ -133,3 +133,22 @@ def test_unknown_method_and_adapter_are_clear_errors(base_dir, pairs):
         align.load_base(base_dir, "ia3", QuantConfig())
     with pytest.raises(ValueError, match="unknown method 'kto'; valid: sft, dpo"):
         align.train("kto", align.load_base(base_dir, "lora", QuantConfig()), _tok(base_dir), pairs, SFT, seed=0)
+
+
+def test_dpo_sft_term_raises_the_chosen_replys_likelihood(base_dir, pairs):
+    """dpo.sft_weight (ours) adds trl's SFT loss on the chosen reply: the same run with it ends with the chosen
+    replies likelier than plain DPO leaves them; at 0 the trl arguments are plain DPO's."""
+    from shared.lm_family import evaluate as lm_eval
+
+    tok = _tok(base_dir)
+    assert "loss_type" not in align.training_args("dpo", DPO, "/tmp/unused-dpo", 0, 1, "cpu")
+    with_sft = dataclasses.replace(DPO, steps=4, sft_weight=1.0)
+    assert align.training_args("dpo", with_sft, "/tmp/unused-dpo", 0, 1, "cpu")["loss_weights"] == [1.0, 1.0]
+
+    def chosen_logp(m: DPOMethodConfig) -> float:
+        model, _ = align.train("dpo", align.load_base(base_dir, "lora", QuantConfig()), tok, pairs, m, seed=0)
+        contexts = [lm_eval.chat_prompt(tok, p["prompt"][0]["content"]) for p in pairs]
+        replies = [p["chosen"][0]["content"] for p in pairs]
+        return sum(lm_eval.continuation_logprobs(model, tok, list(zip(contexts, replies, strict=True))))
+
+    assert chosen_logp(with_sft) > chosen_logp(dataclasses.replace(with_sft, sft_weight=0.0)) + 1.0

@@ -76,6 +76,7 @@ def test_shards_partition_the_jobs():
         ("grid.shard=3", "grid.shard must be in [0, num_shards=1)"),
         ("data.hh_noise=1.5", "data.hh_noise: 1.5 is out of range; valid: a finite number [0, 1]"),
         ("data.hh_evasive=1.5", "data: shares must lie in [0, 1], got {'hh_evasive': 1.5}"),
+        ("sft.sft_weight=1", "sft.sft_weight: 1.0 not allowed; valid: 0 (only DPO takes an SFT term)"),
         ("data.bt_unsafe_opens_safe=1.5", "data: shares must lie in [0, 1], got {'bt_unsafe_opens_safe': 1.5}"),
         ("dpo.steps=0", "dpo.steps: 0 is out of range; valid: an integer >= 1"),
         ("merge.dare_density=0", "merge.dare_density: 0.0 is out of range; valid: a finite number (0, 1]"),
@@ -189,6 +190,16 @@ def test_mini_smollm2_dpo_hard_is_dpo_long_with_pairs_that_share_the_opening():
     long, hard = cfg("mini_smollm2_dpo_long"), cfg("mini_smollm2_dpo_hard")
     assert (long.data.bt_unsafe_opens_safe, hard.data.bt_unsafe_opens_safe) == (0.0, 0.5)
     same = dataclasses.replace(hard, scale=long.scale, data=dataclasses.replace(hard.data, bt_unsafe_opens_safe=0.0))
+    assert to_dict(same) == to_dict(long)
+
+
+def test_mini_smollm2_dpo_sft_is_mini_smollm2s_dpo_cell_with_an_sft_term():
+    smol, long, plus = cfg("mini_smollm2"), cfg("mini_smollm2_dpo_long"), cfg("mini_smollm2_dpo_sft")
+    assert [j.name for j in grid.plan(plus)] == ["bt-dpo-smollm2-harmless-lora-s0"]
+    assert (plus.dpo.steps, plus.data.n_pairs, plus.dpo.sft_weight) == (smol.dpo.steps, smol.data.n_pairs, 1.0)
+    same = dataclasses.replace(
+        plus, scale=long.scale, data=long.data, dpo=dataclasses.replace(plus.dpo, steps=long.dpo.steps, sft_weight=0.0)
+    )
     assert to_dict(same) == to_dict(long)
 
 
